@@ -34,6 +34,14 @@ pub enum Error {
         /// The store's compacted revision.
         compacted: Revision,
     },
+    /// The revision asked for has not been written yet (a list or compaction ahead of the store).
+    #[error("revision {requested} is a future revision (current is {current})")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: Revision,
+        /// The store's current revision.
+        current: Revision,
+    },
     /// The backend cannot be reached.
     #[error("datastore unavailable")]
     Unavailable(#[source] BoxError),

@@ -4,12 +4,15 @@
 //! kube-apiserver needs: create-if-absent, update-if-revision, delete-if-revision and compact,
 //! plus get, paged list and watch from a revision). [`MemoryStore`] is the in-memory backend for
 //! unit tests; the embedded SQLite backend lives in `store-sqlite`, and every backend runs the
-//! conformance suite in [`testsuite`] (feature `testsuite`). Start with [`Datastore`].
+//! conformance suite in [`testsuite`] (feature `testsuite`). [`feed`] is the watch fan-out that
+//! backends share: a broadcast of committed events plus catch-up from the backend's own log.
+//! Start with [`Datastore`].
 //!
 //! Revisions are one cluster-wide counter, strictly increasing and never reused: every write gets
 //! the next one, and an object's `resourceVersion` is the revision of its last write.
 
 mod error;
+pub mod feed;
 mod memory;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -69,12 +72,13 @@ impl Event {
 /// Options for [`Datastore::list`].
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
-    /// At most this many items; `None` means all.
+    /// At most this many items; `None` (or `Some(0)`, as in Kubernetes) means all.
     pub limit: Option<usize>,
     /// Start strictly after this key (the previous page's last key).
     pub after_key: Option<String>,
     /// Read the keys as they were at this revision; `None` means now. A revision below the
-    /// compacted one fails with [`Error::Compacted`].
+    /// compacted one fails with [`Error::Compacted`], one above the current revision with
+    /// [`Error::FutureRevision`]; the compacted revision itself can still be read.
     pub revision: Option<Revision>,
 }
 
@@ -99,6 +103,9 @@ pub trait Datastore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<(Revision, Option<KeyValue>)>;
 
     /// The keys starting with `prefix`, in key order, paged by `options`.
+    ///
+    /// The prefix is a plain string prefix compared bytewise (`/a/b` matches `/a/bc`), so callers
+    /// end directory-like prefixes with `/`. Key order is bytewise too, as in etcd.
     async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListPage>;
 
     /// Creates `key` if it does not exist ([`Error::AlreadyExists`] otherwise); returns the new revision.
@@ -108,13 +115,17 @@ pub trait Datastore: Send + Sync + 'static {
     /// value otherwise, [`Error::NotFound`] if it is absent); returns the new revision.
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<Revision>;
 
-    /// Deletes `key`, if its `mod_revision` is `expected` when given; returns the revision of the
-    /// delete and the last value.
+    /// Deletes `key`, if its `mod_revision` is `expected` when given ([`Error::Conflict`] with
+    /// the current value otherwise, [`Error::NotFound`] if it is absent); returns the revision of
+    /// the delete and the value as it was before the delete (its `mod_revision` is the last
+    /// write's, not the delete's).
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)>;
 
     /// Every write to keys starting with `prefix` with a revision greater than `after`, in order,
     /// first from history and then live, without gaps. Fails with [`Error::Compacted`] when
-    /// `after` is older than the compacted history.
+    /// `after` is below the compacted revision (after the compacted revision itself is fine:
+    /// compaction only forgets writes at or below it). `after` may be ahead of the current
+    /// revision; the stream then waits for those writes.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
     /// The revision of the last write.
@@ -122,7 +133,8 @@ pub trait Datastore: Send + Sync + 'static {
 
     /// Forgets superseded values at or below `revision`; current values are always kept.
     /// A list at a revision below the compacted one, or a watch after a revision below it,
-    /// then fails with [`Error::Compacted`].
+    /// then fails with [`Error::Compacted`]. Compacting at or below the compacted revision does
+    /// nothing; above the current revision fails with [`Error::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// The highest revision compacted so far (0 if none).
