@@ -1,0 +1,110 @@
+//! What kube-apiserver's built-in controllers do for the objects here: the namespaces that
+//! exist from the start, a `default` ServiceAccount in every namespace, and namespace deletion
+//! (delete everything inside, then the namespace).
+
+use crate::error::ApiResult;
+use crate::objects::{Objects, identity};
+use crate::rest::delete_object;
+use crate::server::{State, resource};
+use crate::time;
+use api::registry::{RESOURCES, Resource};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates what a new cluster has (idempotent: existing objects are kept).
+pub async fn bootstrap(state: &Arc<State>) -> ApiResult<()> {
+    let namespaces = resource("namespaces");
+    for ns in SYSTEM_NAMESPACES {
+        if state.objects.try_get(namespaces, None, ns).await?.is_none() {
+            let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+            api::strategy::prepare_for_create(namespaces, &mut obj);
+            api::strategy::default_object(namespaces, &mut obj);
+            stamp(&mut obj);
+            match state.objects.create(namespaces, obj).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        ensure_default_service_account(&state.objects, ns).await?;
+    }
+    Ok(())
+}
+
+/// Gives a system-made object the identity fields the create path would.
+fn stamp(obj: &mut Value) {
+    obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    obj["metadata"]["creationTimestamp"] = json!(time::now());
+}
+
+async fn ensure_default_service_account(objects: &Objects, ns: &str) -> ApiResult<()> {
+    let sa = resource("serviceaccounts");
+    if objects.try_get(sa, Some(ns), "default").await?.is_some() {
+        return Ok(());
+    }
+    let mut obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+    stamp(&mut obj);
+    match objects.create(sa, obj).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs after every successful create.
+pub async fn after_create(state: &Arc<State>, r: &Resource, obj: &Value) {
+    if r.kind == "Namespace" && r.group.is_empty() {
+        let (_, name) = identity(obj);
+        if let Err(e) = ensure_default_service_account(&state.objects, &name).await {
+            tracing::warn!("cannot create the default service account in {name}: {}", e.message);
+        }
+    }
+}
+
+/// Finishes the deletion of terminating namespaces: deletes their contents, then the namespace
+/// once nothing is left. Runs until the process ends.
+pub async fn namespace_finalizer(state: Arc<State>) {
+    let namespaces = resource("namespaces");
+    loop {
+        if let Ok(page) = state.objects.list(namespaces, None, &Default::default()).await {
+            for ns in page.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+                let (_, name) = identity(ns);
+                if let Err(e) = finalize_namespace(&state.objects, &name).await {
+                    tracing::warn!("cannot finish deleting namespace {name}: {}", e.message);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn finalize_namespace(objects: &Objects, ns: &str) -> ApiResult<()> {
+    let mut left = 0;
+    let mut seen_stores = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        // Two groups may serve one store (events); empty it once.
+        if seen_stores.contains(&r.key_prefix(Some(ns))) {
+            continue;
+        }
+        seen_stores.push(r.key_prefix(Some(ns)));
+        let page = objects.list(r, Some(ns), &Default::default()).await?;
+        for obj in &page.items {
+            let (_, name) = identity(obj);
+            left += 1;
+            let _ = delete_object(objects, r, Some(ns), &name, &Default::default()).await;
+        }
+    }
+    if left > 0 {
+        return Ok(());
+    }
+    let namespaces = resource("namespaces");
+    if let Some(obj) = objects.try_get(namespaces, None, ns).await? {
+        let expected = crate::objects::revision_of(&obj).unwrap_or_default();
+        let _ = objects.delete(namespaces, None, ns, expected).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! POST to a collection: decode, check, default, validate, store.
+
+use super::{Call, with_warnings};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::identity;
+use crate::request::{self, FieldValidation};
+use crate::time;
+use api::registry::Resource;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// Creates an object from the request body.
+pub async fn create(call: &Call) -> ApiResult<Response> {
+    let r = call.target.resource;
+    let body_type = request::body_type(&call.headers)?;
+    let obj = request::decode_body(&call.body, body_type)?;
+    let (obj, warnings) = checked_body(call, obj)?;
+    let created = create_object(call, obj).await?;
+    Ok(with_warnings(call.reply(StatusCode::CREATED, &created), &warnings))
+}
+
+/// Checks a decoded body against the path: kind, apiVersion, namespace and (per
+/// `fieldValidation`) unknown fields. Returns the object and any warnings.
+pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String>)> {
+    let r = call.target.resource;
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    };
+    let api_version = r.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("apiVersion".into(), json!(api_version));
+        }
+        Some(v) if v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+        Some(_) => {}
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("kind".into(), json!(r.kind));
+        }
+        Some(k) if k != r.kind => {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the kind in the data ({k}) does not match the expected kind",
+                r.kind, r.version, r.kind
+            )));
+        }
+        Some(_) => {}
+    }
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: metadata must be an object",
+            r.kind, r.version, r.kind
+        )));
+    }
+    if r.namespaced {
+        let url_ns = call.ns().unwrap_or_default();
+        match meta.get("namespace").and_then(Value::as_str) {
+            None | Some("") => meta["namespace"] = json!(url_ns),
+            Some(ns) if ns != url_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            Some(_) => {}
+        }
+    } else if let Some(m) = meta.as_object_mut() {
+        m.remove("namespace");
+    }
+    let unknown = api::strategy::unknown_fields(r, &obj);
+    let mut warnings = Vec::new();
+    if !unknown.is_empty() {
+        match call.query.field_validation()? {
+            FieldValidation::Strict => {
+                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    r.kind,
+                    r.version,
+                    r.kind,
+                    list.join(", ")
+                )));
+            }
+            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Ignore => {}
+        }
+    }
+    Ok((obj, warnings))
+}
+
+/// Runs the create path on a checked object: name generation, strategy, validation, identity
+/// fields, namespace checks, managed fields, then the store (unless `dryRun`).
+pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
+    let r = call.target.resource;
+    generate_name(&mut obj);
+    api::strategy::prepare_for_create(r, &mut obj);
+    api::strategy::default_object(r, &mut obj);
+    let (ns, name) = identity(&obj);
+    let errors = api::strategy::validate_create(r, &obj);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(r, &name, &errors));
+    }
+    if r.namespaced {
+        let ns = ns.as_deref().unwrap_or_default();
+        check_namespace_open(call, r, ns, &name).await?;
+    }
+    let now = time::now();
+    let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("metadata vanished"))?;
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now));
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("selfLink");
+    api::patch::apply::record_update(None, &mut obj, &call.field_manager(), r, &now);
+    if call.query.dry_run()? {
+        return Ok(obj);
+    }
+    let created = call.objects().create(r, obj).await?;
+    crate::controllers::after_create(&call.state, r, &created).await;
+    Ok(created)
+}
+
+/// Refuses new objects in a namespace that does not exist or is being deleted, as the
+/// NamespaceLifecycle admission plugin does.
+async fn check_namespace_open(call: &Call, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
+    let namespaces = crate::server::resource("namespaces");
+    match call.objects().try_get(namespaces, None, ns).await? {
+        None => Err(ApiError::not_found(namespaces, ns)),
+        Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(
+            r,
+            name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Gives an object with `generateName` and no name a name: the prefix and five random characters
+/// from Kubernetes' alphabet (no vowels, no look-alike digits).
+fn generate_name(obj: &mut Value) {
+    let has_name = obj.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    if has_name {
+        return;
+    }
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    // Kubernetes keeps the whole name within 63 characters by trimming the prefix.
+    let trimmed: String = prefix.chars().take(58).collect();
+    let name = format!("{trimmed}{suffix}");
+    obj["metadata"]["name"] = json!(name);
+}

@@ -1,0 +1,52 @@
+//! GET of a collection: a `<Kind>List` (or a Table), filtered by label and field selectors and
+//! paged with `limit` and `continue`.
+
+use super::{Call, TABLE_CONTENT_TYPE, json_response};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::ListRequest;
+use crate::request;
+use crate::table;
+use api::selector::{FieldSelector, LabelSelector};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// The selectors and paging of a list or watch request.
+pub fn list_request(call: &Call) -> ApiResult<ListRequest> {
+    let labels = call
+        .query
+        .non_empty("labelSelector")
+        .map(LabelSelector::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = call
+        .query
+        .non_empty("fieldSelector")
+        .map(|s| FieldSelector::parse(s).and_then(|f| f.check_supported(call.target.resource).map(|_| f)))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limit = call.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let continue_token = call.query.non_empty("continue").map(str::to_string);
+    Ok(ListRequest { labels, fields, limit, continue_token })
+}
+
+/// Lists a collection.
+pub async fn list(call: &Call) -> ApiResult<Response> {
+    let r = call.target.resource;
+    let req = list_request(call)?;
+    let page = call.objects().list(r, call.ns(), &req).await?;
+    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = &page.continue_token {
+        meta["continue"] = json!(token);
+    }
+    if let Some(n) = page.remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
+    if request::wants_table(&call.headers) {
+        let t = table::table(r, &page.items, Some(meta), &call.query);
+        return Ok(json_response(StatusCode::OK, &t, TABLE_CONTENT_TYPE));
+    }
+    let items: Vec<Value> = page.items;
+    let list = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": items});
+    Ok(json_response(StatusCode::OK, &list, "application/json"))
+}

@@ -1,0 +1,253 @@
+//! The HTTPS server: TLS with client certificates, HTTP/2 and HTTP/1.1 by ALPN (kubectl uses
+//! h2, and HTTP/1.1 for upgrades), authentication, the fixed endpoints (version, health,
+//! discovery, OpenAPI) and one fallback that parses resource paths itself.
+
+use crate::discovery;
+use crate::error::ApiError;
+use crate::objects::Objects;
+use crate::pki::Pki;
+use crate::request::{self, MAX_BODY_BYTES, Query};
+use crate::rest::{self, Call, json_response};
+use api::registry::Resource;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use store::Datastore;
+use tokio::net::TcpListener;
+use tower::Service;
+
+/// What can stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The certificates could not be loaded into rustls.
+    #[error("invalid TLS material: {0}")]
+    Tls(String),
+}
+
+/// The state every handler shares.
+pub struct State {
+    /// API objects on the datastore.
+    pub objects: Objects,
+    /// Whether `/readyz` answers ok.
+    pub ready: AtomicBool,
+}
+
+impl State {
+    /// State on `store`, not yet ready.
+    pub fn new(store: Arc<dyn Datastore>) -> Arc<State> {
+        Arc::new(State { objects: Objects::new(store), ready: AtomicBool::new(false) })
+    }
+
+    /// Marks the server ready (bootstrap done).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The authenticated user of a connection, from its client certificate.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The certificate's CN.
+    pub name: String,
+    /// The certificate's O entries.
+    pub groups: Vec<String>,
+}
+
+/// The registry entry of a core resource the server itself relies on.
+pub fn resource(plural: &str) -> &'static Resource {
+    api::registry::find("", "v1", plural).expect("core resources are always registered")
+}
+
+/// The rustls configuration: our serving certificate, client certificates verified against
+/// our CA (optional, so that unauthenticated requests reach us and get a 401).
+pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServeError> {
+    let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).map_err(|e| tls(&e))?;
+    roots.add(ca).map_err(|e| tls(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).map_err(|e| tls(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: rustls::ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_of(c));
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                if let Some(u) = &user {
+                    req.extensions_mut().insert(u.clone());
+                }
+                app.clone().call(req.map(Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+    Some(User { name, groups })
+}
+
+/// The router; public so tests can drive it without TLS.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(readyz))
+        .route("/api", get(api_root))
+        .route("/apis", get(apis_root))
+        .route("/api/v1", get(|| async { group_version("", "v1") }))
+        .route("/apis/{group}/{version}", get(|Path((g, v)): Path<(String, String)>| async move { group_version(&g, &v) }))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*gv}", get(openapi_document))
+        .fallback(resource_handler)
+        .layer(middleware::from_fn(authenticate))
+        .with_state(state)
+}
+
+/// Refuses requests without a verified client certificate, except the public health and
+/// version endpoints (which Kubernetes' default policy also grants to everyone).
+async fn authenticate(req: Request, next: Next) -> Response {
+    let public = matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz" | "/version");
+    if !public && req.extensions().get::<User>().is_none() {
+        return ApiError::unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+async fn version() -> Response {
+    let v = json!({
+        "major": "1", "minor": "32", "gitVersion": concat!("v1.32.0+tatami-", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "n/a",
+        "compiler": "rustc", "platform": format!("linux/{}", std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+    });
+    json_response(StatusCode::OK, &v, "application/json")
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ok".into_response()
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "[-]bootstrap failed: not finished\nreadyz check failed").into_response()
+    }
+}
+
+fn discovery_reply(headers: &HeaderMap, aggregated: impl FnOnce() -> serde_json::Value, legacy: impl FnOnce() -> serde_json::Value) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if discovery::wants_aggregated(accept) {
+        json_response(StatusCode::OK, &aggregated(), discovery::AGGREGATED_CONTENT_TYPE)
+    } else {
+        json_response(StatusCode::OK, &legacy(), "application/json")
+    }
+}
+
+async fn api_root(headers: HeaderMap) -> Response {
+    discovery_reply(&headers, || discovery::aggregated(true), discovery::api_versions)
+}
+
+async fn apis_root(headers: HeaderMap) -> Response {
+    discovery_reply(&headers, || discovery::aggregated(false), discovery::api_group_list)
+}
+
+fn group_version(group: &str, version: &str) -> Response {
+    match discovery::resource_list(group, version) {
+        Some(list) => json_response(StatusCode::OK, &list, "application/json"),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+async fn openapi_index() -> Response {
+    json_response(StatusCode::OK, &api::openapi::index(), "application/json")
+}
+
+async fn openapi_document(Path(gv): Path<String>, headers: HeaderMap) -> Response {
+    let Some(doc) = api::openapi::document(&gv) else {
+        return ApiError::no_route().into_response();
+    };
+    let etag = format!("\"{}\"", doc.hash);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut resp = (StatusCode::OK, doc.bytes.clone()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
+}
+
+async fn resource_handler(AxState(state): AxState<Arc<State>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let Some(target) = request::parse_path(uri.path()) else {
+        return ApiError::no_route().into_response();
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return ApiError::too_large().into_response();
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::too_large().into_response(),
+    };
+    let call = Call { state, target, query: Query::parse(uri.query()), headers, body };
+    rest::dispatch(call, &method).await
+}

@@ -1,0 +1,57 @@
+//! The command line: arguments only, no behaviour.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A Kubernetes-compatible cluster in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "tatami", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the cluster in the foreground (API server, controllers, node agent).
+    Up(UpArgs),
+    /// Stop a running `tatami up` on the data dir.
+    Down(DataDirArgs),
+    /// Stop the cluster and delete its data dir.
+    Reset(DataDirArgs),
+    /// Print the path of the kubeconfig.
+    Kubeconfig(DataDirArgs),
+}
+
+/// Where the cluster keeps its state.
+#[derive(Args, Debug, Clone)]
+pub struct DataDirArgs {
+    /// The data directory (default /var/lib/tatami for root, else $XDG_DATA_HOME/tatami).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `tatami up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The data directory.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// The API server's port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The datastore: sqlite://PATH (default DIR/state.db).
+    #[arg(long, value_name = "URL")]
+    pub datastore: Option<String>,
+    /// Pull images of HOST from URL instead (repeatable).
+    #[arg(long, value_name = "HOST=URL")]
+    pub registry_mirror: Vec<String>,
+    /// Allow plain HTTP and unverified TLS for HOST (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+}

@@ -1,0 +1,51 @@
+//! `tatami down` and `tatami reset`: stop the running `up` on a data dir (and delete the dir).
+
+use crate::cli::DataDirArgs;
+use crate::datadir::DataDir;
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long `down` waits for `up` to exit after SIGTERM before it sends SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The pid in `pid_file`, if that process is alive.
+pub fn running_pid(pid_file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    kill(Pid::from_raw(pid), None).ok().map(|_| pid)
+}
+
+/// `tatami down`.
+pub fn run(args: DataDirArgs) -> anyhow::Result<()> {
+    let dir = DataDir::resolve(args.data_dir.as_deref())?;
+    stop(&dir)
+}
+
+fn stop(dir: &DataDir) -> anyhow::Result<()> {
+    let Some(pid) = running_pid(&dir.pid_file()) else {
+        return Ok(());
+    };
+    let pid = Pid::from_raw(pid);
+    kill(pid, Signal::SIGTERM).context("cannot signal tatami up")?;
+    let start = Instant::now();
+    while kill(pid, None).is_ok() {
+        if start.elapsed() > STOP_TIMEOUT {
+            let _ = kill(pid, Signal::SIGKILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// `tatami reset`.
+pub fn reset(args: DataDirArgs) -> anyhow::Result<()> {
+    let dir = DataDir::resolve(args.data_dir.as_deref())?;
+    stop(&dir)?;
+    if dir.0.exists() {
+        std::fs::remove_dir_all(&dir.0).with_context(|| format!("cannot delete {}", dir.0.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `tatami up`: storage, then the API server, then the controllers, in the foreground until
+//! SIGTERM or SIGINT.
+
+use crate::cli::UpArgs;
+use crate::datadir::DataDir;
+use crate::kubeconfig;
+use anyhow::Context;
+use apiserver::pki::{Pki, write_private};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Datastore;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How often old revisions are compacted, and how many are kept (kine's choice).
+const COMPACT_EVERY: Duration = Duration::from_secs(300);
+const COMPACT_KEEP: i64 = 1000;
+
+/// Runs the cluster until a signal stops it.
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let dir = DataDir::resolve(args.data.data_dir.as_deref())?;
+    dir.create()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(serve(dir, args))
+}
+
+async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pid_file = PidFile::claim(dir.pid_file())?;
+    let db_path = match args.datastore.as_deref() {
+        None => dir.state_db(),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) => PathBuf::from(path),
+            None => anyhow::bail!("unsupported datastore {url:?}: use sqlite://PATH"),
+        },
+    };
+    let sqlite = store_sqlite::SqliteStore::open(&db_path)
+        .with_context(|| format!("cannot open the datastore {}", db_path.display()))?;
+    let _compactor = sqlite.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
+    let store: Arc<dyn Datastore> = Arc::new(sqlite);
+
+    let pki = Pki::load_or_create(&dir.pki()).context("cannot prepare the cluster's certificates")?;
+    let tls = apiserver::tls_config(&pki).context("cannot configure TLS")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr().context("cannot read the listening address")?;
+
+    let state = apiserver::State::new(store);
+    apiserver::controllers::bootstrap(&state).await.map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {}", e.message))?;
+    tokio::spawn(apiserver::controllers::namespace_finalizer(state.clone()));
+    state.set_ready();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(apiserver::serve(listener, state, tls, async {
+        let _ = stop_rx.await;
+    }));
+    let config = kubeconfig::render(&pki, &format!("https://{addr}"));
+    write_private(&dir.kubeconfig(), config.as_bytes()).context("cannot write the kubeconfig")?;
+    println!("tatami is up at https://{addr}; kubeconfig: {}", dir.kubeconfig().display());
+
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        done = server => {
+            done.context("the API server stopped")?.context("the API server failed")?;
+            anyhow::bail!("the API server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(());
+    drop(pid_file);
+    Ok(())
+}
+
+/// The pid file of a running `up`, removed when dropped. Claiming fails while another live
+/// `up` holds the data dir.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn claim(path: PathBuf) -> anyhow::Result<PidFile> {
+        if let Some(pid) = crate::down::running_pid(&path) {
+            anyhow::bail!("tatami up is already running on this data dir (pid {pid})");
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
