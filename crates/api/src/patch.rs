@@ -6,7 +6,9 @@
 //! [`crate::openapi::SchemaNode`], which is built from the same table as the served OpenAPI
 //! documents, so what kubectl computes a patch from and what we apply it with agree.
 
+pub mod apply;
 mod gofmt;
 pub mod strategic;
 
+pub use apply::{ApplyError, Conflict, apply, record_update};
 pub use strategic::{PatchError, strategic_merge};
