@@ -813,7 +813,7 @@ impl FieldSelector {
 
     /// Checks that every field is one the kind supports, as the field-label conversion does
     /// before any list or watch (the server answers 400 `BadRequest` with this message).
-    pub fn check(&self, r: &Resource) -> Result<(), SelectorError> {
+    pub fn check_supported(&self, r: &Resource) -> Result<(), SelectorError> {
         for t in &self.terms {
             canonical_label(r, &t.field)?;
         }
@@ -821,7 +821,7 @@ impl FieldSelector {
     }
 
     /// Whether `obj` (of resource `r`) is selected. Fields the kind does not support read as "";
-    /// call [`FieldSelector::check`] first to reject them.
+    /// call [`FieldSelector::check_supported`] first to reject them.
     pub fn matches(&self, r: &Resource, obj: &Value) -> bool {
         self.terms.iter().all(|t| {
             let label = canonical_label(r, &t.field).unwrap_or(&t.field);
@@ -883,8 +883,8 @@ fn split_term(term: &str) -> Option<(&str, &'static str, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
         for op in ["!=", "==", "="] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], op, &rest[op.len()..]));
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], op, value));
             }
         }
     }
@@ -1361,7 +1361,7 @@ mod tests {
             let r = find(group, version, plural).unwrap();
             FieldSelector::parse(sel)
                 .unwrap()
-                .check(r)
+                .check_supported(r)
                 .map_err(|e| e.to_string())
         };
         assert_eq!(
