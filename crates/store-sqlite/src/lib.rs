@@ -88,7 +88,10 @@ impl SqliteStore {
         let (requests, receiver) = mpsc::channel();
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || {
+                let commits = writer.run(receiver);
+                tracing::debug!(commits, "sqlite writer stopped");
+            })
             .map_err(Error::SpawnWriter)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {

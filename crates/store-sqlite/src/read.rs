@@ -80,30 +80,51 @@ fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
     conn.transaction().map_err(Error::sql("begin read"))
 }
 
-/// The key's last row, as (revision, deleted, create revision, value).
-pub(crate) fn latest_row(
-    conn: &Connection,
-    key: &str,
-) -> rusqlite::Result<Option<(Revision, bool, Revision, Vec<u8>)>> {
-    conn.prepare_cached("SELECT id, deleted, create_revision, value FROM log WHERE name = ?1 ORDER BY id DESC LIMIT 1")?
-        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
-        .optional()
+/// A key's last row.
+pub(crate) struct LatestRow {
+    /// The row's revision.
+    pub(crate) revision: Revision,
+    /// The row is a tombstone.
+    pub(crate) deleted: bool,
+    pub(crate) create_revision: Revision,
+    pub(crate) value: Vec<u8>,
+}
+
+impl LatestRow {
+    /// The key's value, unless the row is a tombstone.
+    pub(crate) fn live(self, key: &str) -> Option<KeyValue> {
+        (!self.deleted).then(|| KeyValue {
+            key: key.to_owned(),
+            value: self.value,
+            create_revision: self.create_revision,
+            mod_revision: self.revision,
+        })
+    }
+}
+
+/// The key's last row, tombstone or not.
+pub(crate) fn latest_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<LatestRow>> {
+    conn.prepare_cached(
+        "SELECT id, deleted, create_revision, value FROM log WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([key], |row| {
+        Ok(LatestRow {
+            revision: row.get(0)?,
+            deleted: row.get(1)?,
+            create_revision: row.get(2)?,
+            value: row.get(3)?,
+        })
+    })
+    .optional()
 }
 
 /// The key's current value, with the current revision.
 pub(crate) fn get(conn: &mut Connection, key: &str) -> store::Result<(Revision, Option<KeyValue>)> {
     let tx = begin(conn)?;
     let current = current_revision(&tx)?;
-    let kv = latest_row(&tx, key).map_err(Error::sql("get"))?.and_then(
-        |(rev, deleted, create_revision, value)| {
-            (!deleted).then(|| KeyValue {
-                key: key.to_owned(),
-                value,
-                create_revision,
-                mod_revision: rev,
-            })
-        },
-    );
+    let kv = latest_row(&tx, key)
+        .map_err(Error::sql("get"))?
+        .and_then(|row| row.live(key));
     Ok((current, kv))
 }
 
@@ -170,52 +191,46 @@ pub(crate) fn list(
             current,
         });
     }
-    let limit = options
-        .limit
-        .filter(|l| *l > 0)
-        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
     let range = Range::new(prefix, options.after_key.as_deref());
-    // Each key's last row at or below the revision, found on the (name, id) index, then kept
-    // only if it is not a tombstone.
+    // Walk the (name, id, deleted) index in key order, taking each key's last row at or below
+    // the revision (SQLite fills the bare `deleted` column from the row holding the MAX), and
+    // read values by rowid only for the live keys of this page. Joining first and sorting
+    // afterwards would copy every value through a temporary b-tree, even for a small page.
     let sql = format!(
-        "SELECT l.name, l.create_revision, l.id, l.value FROM log AS l \
-         JOIN (SELECT MAX(id) AS id FROM log WHERE {} AND id <= ?3 GROUP BY name) AS m ON l.id = m.id \
-         WHERE l.deleted = 0 ORDER BY l.name LIMIT ?4",
+        "SELECT name, MAX(id), deleted FROM log WHERE {} AND id <= ?3 GROUP BY name ORDER BY name",
         range.condition()
     );
-    let items = tx
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_map(params![range.lower, range.upper, revision, limit], |row| {
-                Ok(KeyValue {
-                    key: row.get(0)?,
-                    create_revision: row.get(1)?,
-                    mod_revision: row.get(2)?,
-                    value: row.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        })
+    let mut keys = tx.prepare_cached(&sql).map_err(Error::sql("list"))?;
+    let mut value = tx
+        .prepare_cached("SELECT create_revision, value FROM log WHERE id = ?1")
         .map_err(Error::sql("list"))?;
-    let remaining = match items.last() {
-        Some(last) if limit >= 0 && items.len() as i64 == limit => {
-            let rest = Range::new(prefix, Some(&last.key));
-            let sql = format!(
-                "SELECT COUNT(*) FROM log AS l \
-                 JOIN (SELECT MAX(id) AS id FROM log WHERE {} AND id <= ?3 GROUP BY name) AS m ON l.id = m.id \
-                 WHERE l.deleted = 0",
-                rest.condition()
-            );
-            let count: i64 = tx
-                .prepare_cached(&sql)
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![rest.lower, rest.upper, revision], |row| row.get(0))
-                })
-                .map_err(Error::sql("count remaining"))?;
-            usize::try_from(count).unwrap_or(0)
+    let mut rows = keys
+        .query(params![range.lower, range.upper, revision])
+        .map_err(Error::sql("list"))?;
+    let mut items = Vec::new();
+    let mut remaining = 0;
+    while let Some(row) = rows.next().map_err(Error::sql("list"))? {
+        let deleted: bool = row.get(2).map_err(Error::sql("list"))?;
+        if deleted {
+            continue;
         }
-        _ => 0,
-    };
+        if items.len() == limit {
+            remaining += 1;
+            continue;
+        }
+        let key: String = row.get(0).map_err(Error::sql("list"))?;
+        let id: Revision = row.get(1).map_err(Error::sql("list"))?;
+        let (create_revision, value) = value
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(Error::sql("list value"))?;
+        items.push(KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision: id,
+        });
+    }
     Ok(ListPage {
         revision,
         items,

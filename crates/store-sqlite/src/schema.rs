@@ -5,6 +5,9 @@
 //! `sqlite_sequence`, so a revision is never handed out twice, even after compaction deleted the
 //! newest row. `meta` holds the compacted revision, written in the same transaction as the
 //! deletions it describes.
+//!
+//! The index on (name, id) also carries `deleted`, so a list can find each key's last row at a
+//! revision, and whether it is a tombstone, from the index alone.
 
 use std::fs::{self, OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -27,7 +30,7 @@ CREATE TABLE IF NOT EXISTS log (
     value BLOB NOT NULL,
     old_value BLOB
 );
-CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
+CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id, deleted);
 CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev_revision ON log (name, prev_revision);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,

@@ -83,6 +83,8 @@ pub(crate) struct Writer {
     conn: Connection,
     feed: Arc<EventFeed>,
     published: Revision,
+    /// Write transactions committed so far.
+    commits: u64,
 }
 
 impl Writer {
@@ -95,11 +97,13 @@ impl Writer {
             conn,
             feed,
             published,
+            commits: 0,
         })
     }
 
-    /// Serves requests until every sender is gone.
-    pub(crate) fn run(mut self, requests: mpsc::Receiver<Request>) {
+    /// Serves requests until every sender is gone; returns how many write transactions it
+    /// committed.
+    pub(crate) fn run(mut self, requests: mpsc::Receiver<Request>) -> u64 {
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -123,6 +127,7 @@ impl Writer {
                 let _ = reply.send(self.compact(revision));
             }
         }
+        self.commits
     }
 
     fn commit_writes(&mut self, writes: Vec<Write>) {
@@ -170,6 +175,7 @@ impl Writer {
                 source,
             })
         })?;
+        self.commits += 1;
         Ok(outcomes)
     }
 
@@ -283,14 +289,9 @@ fn apply(
         }
     };
     let latest = latest_row(tx, key)?;
-    let live = latest.as_ref().filter(|(_, deleted, _, _)| !deleted).map(
-        |(rev, _, create_revision, value)| KeyValue {
-            key: key.clone(),
-            value: value.clone(),
-            create_revision: *create_revision,
-            mod_revision: *rev,
-        },
-    );
+    // A re-created key points back at its tombstone, so (name, prev_revision) stays unique.
+    let last_revision = latest.as_ref().map_or(0, |row| row.revision);
+    let live = latest.and_then(|row| row.live(key));
     let event = match (op, live) {
         (WriteOp::Create { .. }, Some(_)) => {
             return Ok(Err(store::Error::AlreadyExists { key: key.clone() }));
@@ -338,11 +339,6 @@ fn apply(
             prev: Some(current),
         },
     };
-    // A re-created key points back at its tombstone, so (name, prev_revision) stays unique.
-    let prev_revision = match &event.prev {
-        Some(prev) => prev.mod_revision,
-        None => latest.map_or(0, |(rev, ..)| rev),
-    };
     tx.prepare_cached(
         "INSERT INTO log (id, name, created, deleted, create_revision, prev_revision, value, old_value) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -353,7 +349,7 @@ fn apply(
         event.kind == EventKind::Create,
         event.kind == EventKind::Delete,
         event.kv.create_revision,
-        prev_revision,
+        last_revision,
         event.kv.value,
         event.prev.as_ref().map(|p| &p.value),
     ])?;
@@ -390,4 +386,85 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    fn write(op: WriteOp) -> (Request, oneshot::Receiver<store::Result<Revision>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Request::Write(Write {
+                op,
+                reply: Reply::Revision(reply),
+            }),
+            answer,
+        )
+    }
+
+    /// Requests queued together commit in one transaction, yet each gets its own revision or
+    /// its own failure.
+    #[test]
+    fn queued_requests_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        schema::prepare_file(&path).unwrap();
+        let writer = Writer::new(
+            schema::open_writer(&path).unwrap(),
+            Arc::new(EventFeed::new(16)),
+        )
+        .unwrap();
+        let (requests, receiver) = mpsc::channel();
+        let mut answers = Vec::new();
+        for i in 0..50 {
+            let key = if i == 10 {
+                "/k/3".to_owned()
+            } else {
+                format!("/k/{i}")
+            };
+            let (request, answer) = write(WriteOp::Create {
+                key,
+                value: b"v".to_vec(),
+            });
+            requests.send(request).unwrap();
+            answers.push(answer);
+        }
+        let (request, stale) = write(WriteOp::Update {
+            key: "/k/0".into(),
+            value: b"w".to_vec(),
+            expected: 99,
+        });
+        requests.send(request).unwrap();
+        let (request, updated) = write(WriteOp::Update {
+            key: "/k/1".into(),
+            value: b"w".to_vec(),
+            expected: 2,
+        });
+        requests.send(request).unwrap();
+        drop(requests);
+
+        assert_eq!(
+            writer.run(receiver),
+            1,
+            "one transaction for the whole queue"
+        );
+        let mut revisions = Vec::new();
+        for (i, mut answer) in answers.into_iter().enumerate() {
+            match answer.try_recv().unwrap() {
+                Ok(rev) => revisions.push(rev),
+                Err(store::Error::AlreadyExists { key }) => {
+                    assert_eq!((i, key.as_str()), (10, "/k/3"))
+                }
+                Err(e) => panic!("request {i}: {e}"),
+            }
+        }
+        assert_eq!(revisions, (1..=49).collect::<Vec<_>>());
+        match stale.blocking_recv().unwrap() {
+            Err(store::Error::Conflict { current }) => assert_eq!(current.mod_revision, 1),
+            other => panic!("expected Conflict, got {other:?}"),
+        }
+        assert_eq!(updated.blocking_recv().unwrap().unwrap(), 50);
+    }
 }
