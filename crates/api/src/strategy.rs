@@ -90,7 +90,11 @@ pub fn default_object(r: &Resource, obj: &mut Value) {
 }
 
 /// On create: resets what a client may not set and fills what the server owns.
+///
+/// Defaults the object first (defaulting is idempotent), because what create derives, such as
+/// a pod's QoS class, depends on the defaulted spec.
 pub fn prepare_for_create(r: &Resource, obj: &mut Value) {
+    default_object(r, obj);
     if let Some(m) = meta_mut(obj) {
         // BeforeCreate: a new object is never being deleted.
         m.remove("deletionTimestamp");
@@ -133,7 +137,10 @@ pub fn prepare_for_create(r: &Resource, obj: &mut Value) {
 
 /// On update of the main resource: system metadata from the old object, old status kept for
 /// kinds with a status subresource, generation bumped when the spec changed.
+///
+/// Defaults `new` first so that defaults alone never count as a spec change.
 pub fn prepare_for_update(r: &Resource, new: &mut Value, old: &Value) {
+    default_object(r, new);
     let old_meta = &old["metadata"];
     if let Some(m) = meta_mut(new) {
         // BeforeUpdate: clients cannot write these; the store's copy wins.
@@ -196,6 +203,7 @@ pub fn prepare_for_update(r: &Resource, new: &mut Value, old: &Value) {
 /// On update of the status subresource: the old object with the new status (and the new
 /// labels and annotations, which Kubernetes lets status writers change for most kinds).
 pub fn prepare_for_status_update(r: &Resource, new: &mut Value, old: &Value) {
+    default_object(r, new);
     if r.kind == "Pod" {
         pod::prepare_for_status_update(new, old);
         prepare_system_meta(new, old);

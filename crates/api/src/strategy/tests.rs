@@ -17,8 +17,9 @@ fn res(plural: &str) -> &'static Resource {
 /// Runs a pod through the create path the API server uses and returns the rendered errors.
 fn create(plural: &str, mut obj: Value) -> (Value, Vec<String>) {
     let r = res(plural);
-    default_object(r, &mut obj);
+    // The API server's order: prepare (which defaults first), then default again, then validate.
     prepare_for_create(r, &mut obj);
+    default_object(r, &mut obj);
     let errs = validate_create(r, &obj)
         .iter()
         .map(ToString::to_string)
@@ -339,8 +340,8 @@ fn pod_update_rules() {
     let update = |f: &dyn Fn(&mut Value)| -> Vec<String> {
         let mut new = old.clone();
         f(&mut new);
-        default_object(r, &mut new);
         prepare_for_update(r, &mut new, &old);
+        default_object(r, &mut new);
         validate_update(r, &new, &old)
             .iter()
             .map(ToString::to_string)
@@ -527,6 +528,11 @@ fn workloads_get_generation_and_defaults() {
     assert_eq!(scaled["metadata"]["generation"], 2);
     let mut relabeled = created.clone();
     relabeled["metadata"]["labels"] = json!({"a": "b"});
+    // A client that leaves out defaulted fields does not change the spec either.
+    relabeled["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("revisionHistoryLimit");
     prepare_for_update(r, &mut relabeled, &created);
     assert_eq!(relabeled["metadata"]["generation"], 1);
 
