@@ -1,6 +1,6 @@
 //! Decoding of the protobuf bodies kubectl's generator commands send.
 //!
-//! `kubectl create configmap|secret|namespace|serviceaccount|service|deployment` POST
+//! `kubectl create configmap|secret|namespace|serviceaccount|service|deployment|job|cronjob` POST
 //! `Content-Type: application/vnd.kubernetes.protobuf`: the four bytes `k8s\0`, then a
 //! `runtime.Unknown` message {typeMeta{apiVersion=1, kind=2}=1, raw=2, contentEncoding=3,
 //! contentType=4} whose `raw` is the object's own message (the generated `generated.proto` of
@@ -94,6 +94,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             ("v1", "ServiceAccount") => service_account,
             ("v1", "Service") => service,
             ("apps/v1", "Deployment") => deployment,
+            ("batch/v1", "Job") => job,
+            ("batch/v1", "CronJob") => cron_job,
             _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
         };
     let message = Message::parse(kind_name(&kind), raw)?;
@@ -116,6 +118,8 @@ fn kind_name(kind: &str) -> &'static str {
         "ServiceAccount" => "ServiceAccount",
         "Service" => "Service",
         "Deployment" => "Deployment",
+        "Job" => "Job",
+        "CronJob" => "CronJob",
         _ => "object",
     }
 }
@@ -640,14 +644,7 @@ fn deployment(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), Proto
         out.insert("selector".into(), label_selector(&sel)?);
     }
     if let Some(template) = spec.message(3)? {
-        let mut t = Map::new();
-        if let Some(meta) = template.message(1)? {
-            t.insert("metadata".into(), Value::Object(object_meta(&meta)?));
-        }
-        if let Some(pod) = template.message(2)? {
-            t.insert("spec".into(), pod_spec(&pod)?);
-        }
-        out.insert("template".into(), Value::Object(t));
+        out.insert("template".into(), pod_template(&template)?);
     }
     if let Some(strategy) = spec.message(4)? {
         let mut s = Map::new();
@@ -658,6 +655,71 @@ fn deployment(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), Proto
     put_int(&mut out, "revisionHistoryLimit", &spec, 6)?;
     put_true(&mut out, "paused", &spec, 7)?;
     put_int(&mut out, "progressDeadlineSeconds", &spec, 9)?;
+    obj.insert("spec".into(), Value::Object(out));
+    Ok(())
+}
+
+/// `core.v1.PodTemplateSpec` {metadata=1, spec=2}.
+fn pod_template(m: &Message<'_>) -> Result<Value, ProtobufError> {
+    let mut t = Map::new();
+    if let Some(meta) = m.message(1)? {
+        t.insert("metadata".into(), Value::Object(object_meta(&meta)?));
+    }
+    if let Some(pod) = m.message(2)? {
+        t.insert("spec".into(), pod_spec(&pod)?);
+    }
+    Ok(Value::Object(t))
+}
+
+/// `batch.v1.JobSpec`: the scalar knobs, selector and template.
+fn job_spec(spec: &Message<'_>) -> Result<Value, ProtobufError> {
+    let mut out = Map::new();
+    put_int(&mut out, "parallelism", spec, 1)?;
+    put_int(&mut out, "completions", spec, 2)?;
+    put_int(&mut out, "activeDeadlineSeconds", spec, 3)?;
+    if let Some(sel) = spec.message(4)? {
+        out.insert("selector".into(), label_selector(&sel)?);
+    }
+    put_bool(&mut out, "manualSelector", spec, 5)?;
+    if let Some(template) = spec.message(6)? {
+        out.insert("template".into(), pod_template(&template)?);
+    }
+    put_int(&mut out, "backoffLimit", spec, 7)?;
+    put_int(&mut out, "ttlSecondsAfterFinished", spec, 8)?;
+    put_string(&mut out, "completionMode", spec, 9)?;
+    put_bool(&mut out, "suspend", spec, 10)?;
+    Ok(Value::Object(out))
+}
+
+fn job(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), ProtobufError> {
+    if let Some(spec) = m.message(2)? {
+        obj.insert("spec".into(), job_spec(&spec)?);
+    }
+    Ok(())
+}
+
+fn cron_job(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), ProtobufError> {
+    let Some(spec) = m.message(2)? else {
+        return Ok(());
+    };
+    let mut out = Map::new();
+    put_string(&mut out, "schedule", &spec, 1)?;
+    put_int(&mut out, "startingDeadlineSeconds", &spec, 2)?;
+    put_string(&mut out, "concurrencyPolicy", &spec, 3)?;
+    put_bool(&mut out, "suspend", &spec, 4)?;
+    if let Some(template) = spec.message(5)? {
+        let mut t = Map::new();
+        if let Some(meta) = template.message(1)? {
+            t.insert("metadata".into(), Value::Object(object_meta(&meta)?));
+        }
+        if let Some(job) = template.message(2)? {
+            t.insert("spec".into(), job_spec(&job)?);
+        }
+        out.insert("jobTemplate".into(), Value::Object(t));
+    }
+    put_int(&mut out, "successfulJobsHistoryLimit", &spec, 6)?;
+    put_int(&mut out, "failedJobsHistoryLimit", &spec, 7)?;
+    put_string(&mut out, "timeZone", &spec, 8)?;
     obj.insert("spec".into(), Value::Object(out));
     Ok(())
 }
@@ -705,6 +767,41 @@ mod tests {
     const SERVICE: &str = "6b3873000a0d0a027631120753657276696365126c0a210a047376633112001a0022002a003200380042005a\
                            0b0a0361707012047376633112430a1b0a0738302d38303830120354435018502207080010903f1a00280012\
                            0b0a036170701204737663311a002209436c757374657249503a00420052005a00600068001a020a001a002200";
+
+    /// `kubectl create job pi --image=perl:5.34 -- perl -e 'print 1'`
+    const JOB: &str = "6b3873000a0f0a0862617463682f763112034a6f62128f010a120a02706912001a0022002a00320038004200126f326d\
+                       0a100a0012001a0022002a00320038004200125912360a02706912097065726c3a352e33341a047065726c1a022d651a\
+                       077072696e7420312a0042006a007200800100880100900100a201001a054e65766572320042004a0052005800600068\
+                       008201008a01009a0100c201001a082000280030003a001a002200";
+    /// `kubectl create cronjob hello --image=busybox --schedule='*/1 * * * *' -- date`
+    const CRON_JOB: &str = "6b3873000a130a0862617463682f7631120743726f6e4a6f6212ae010a150a0568656c6c6f12001a0022002a00320038\
+                            0042001292010a0b2a2f31202a202a202a202a1a002a80010a150a0568656c6c6f12001a0022002a0032003800420012\
+                            6732650a100a0012001a0022002a003200380042001251122a0a0568656c6c6f120762757379626f781a04646174652a\
+                            0042006a007200800100880100900100a201001a094f6e4661696c757265320042004a0052005800600068008201008a\
+                            01009a0100c201001a001a002200";
+
+    #[test]
+    fn decodes_kubectl_create_job_and_cronjob() {
+        let template = |name: &str, image: &str, command: Value, restart: &str| {
+            json!({"metadata": {}, "spec": {
+                "containers": [{"name": name, "image": image, "command": command, "resources": {}}],
+                "restartPolicy": restart
+            }})
+        };
+        assert_eq!(
+            decode(&hex(JOB)).unwrap(),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi"},
+                   "spec": {"template": template("pi", "perl:5.34", json!(["perl", "-e", "print 1"]), "Never")}})
+        );
+        assert_eq!(
+            decode(&hex(CRON_JOB)).unwrap(),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "hello"},
+            "spec": {"schedule": "*/1 * * * *", "jobTemplate": {
+                "metadata": {"name": "hello"},
+                "spec": {"template": template("hello", "busybox", json!(["date"]), "OnFailure")}
+            }}})
+        );
+    }
 
     #[test]
     fn decodes_kubectl_create_configmap() {
