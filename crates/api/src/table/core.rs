@@ -3,6 +3,7 @@
 use super::{
     Column, Ctx, age_column, columns as build, doc, format_labels, name_column, parse_time,
 };
+use crate::strategy::quantity::Quantity;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -520,16 +521,78 @@ fn access_modes(modes: &[Value]) -> String {
     .join(",")
 }
 
-/// A storage quantity as printed; a missing one is Go's zero Quantity, `0`.
-///
-/// Approximation: the value is shown as written, where `resource.Quantity.String()` would print
-/// its canonical form (`1024Mi` as `1Gi`).
+/// A storage quantity as `resource.Quantity.String()` prints it: canonical form in the format
+/// it was written in (`1024Mi` as `1Gi`, `1000M` as `1G`, `1.5Gi` as `1536Mi`). A missing one is
+/// Go's zero Quantity, `0`; one that does not parse is shown as written.
 fn quantity(v: Option<&Value>) -> String {
-    match v {
+    let text = match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => "0".to_string(),
+        _ => return "0".to_string(),
+    };
+    match Quantity::parse(&text) {
+        Some(q) => canonical_quantity(q.0, &text),
+        None => text,
     }
+}
+
+/// Formats `nanos` (the value in units of 10^-9) in the format family of `written`.
+fn canonical_quantity(nanos: i128, written: &str) -> String {
+    const NANO: i128 = 1_000_000_000;
+    let suffix = written
+        .trim()
+        .trim_start_matches(['+', '-'])
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let exponent_form = suffix.starts_with(['e', 'E']);
+    let binary = suffix.ends_with('i');
+    let (sign, v) = if nanos < 0 {
+        ("-", -nanos)
+    } else {
+        ("", nanos)
+    };
+    if v == 0 {
+        return "0".to_string();
+    }
+    // Binary suffixes only for whole values of at least 1024; anything else prints as decimal.
+    if binary && v % NANO == 0 && v / NANO >= 1024 {
+        let mut units = v / NANO;
+        let mut step = 0;
+        while step < 6 && units % 1024 == 0 {
+            units /= 1024;
+            step += 1;
+        }
+        let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][step];
+        return format!("{sign}{units}{suffix}");
+    }
+    // Decimal: the largest power of 1000 that leaves a whole mantissa.
+    let mut mantissa = v;
+    let mut exp = -9;
+    while exp < 18 && mantissa % 1000 == 0 {
+        mantissa /= 1000;
+        exp += 3;
+    }
+    let suffix = if exponent_form {
+        if exp == 0 {
+            String::new()
+        } else {
+            format!("e{exp}")
+        }
+    } else {
+        match exp {
+            -9 => "n",
+            -6 => "u",
+            -3 => "m",
+            0 => "",
+            3 => "k",
+            6 => "M",
+            9 => "G",
+            12 => "T",
+            15 => "P",
+            _ => "E",
+        }
+        .to_string()
+    };
+    format!("{sign}{mantissa}{suffix}")
 }
 
 /// The class of a volume or claim: the beta annotation wins over `spec.storageClassName`.

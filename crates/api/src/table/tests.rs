@@ -962,3 +962,35 @@ fn replication_controller_rows() {
         ]
     );
 }
+
+#[test]
+fn capacities_print_in_canonical_form() {
+    let cap = |s: Value| {
+        row(
+            "",
+            "persistentvolumes",
+            json!({"metadata": {"name": "v"}, "spec": {"capacity": {"storage": s}}}),
+        )[1]
+        .clone()
+    };
+    let cases = [
+        (json!("1Gi"), "1Gi"),
+        (json!("1024Mi"), "1Gi"),
+        (json!("1.5Gi"), "1536Mi"),
+        (json!("0.5Gi"), "512Mi"),
+        (json!("1000M"), "1G"),
+        (json!("1500M"), "1500M"),
+        (json!("100"), "100"),
+        (json!(2048), "2048"),
+        (json!("512"), "512"),
+        (json!("1e3"), "1e3"),
+        (json!("0"), "0"),
+        (json!("0.5"), "500m"),
+        (json!("junk"), "junk"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(cap(input.clone()), json!(want), "{input}");
+    }
+    let missing = row("", "persistentvolumes", json!({"metadata": {"name": "v"}}));
+    assert_eq!(missing[1], json!("0"));
+}
