@@ -1315,6 +1315,37 @@ mod tests {
     }
 
     #[test]
+    fn label_selector_strings_parse_back_to_the_same_selector() {
+        let inputs = [
+            "a=b",
+            "a==b",
+            "a!=b",
+            "!a",
+            "a",
+            "a in (x,y,z)",
+            "a notin (,x)",
+            "example.com/app=web,tier in (back,front),!legacy",
+            "n>3,m<10",
+        ];
+        for input in inputs {
+            let s = LabelSelector::parse(input).unwrap();
+            let again = LabelSelector::parse(&s.to_string()).unwrap();
+            assert_eq!(again, s, "{input}");
+            assert_eq!(again.to_string(), s.to_string(), "{input}");
+        }
+        let pinned = LabelSelector::parse("app in (web),tier=front,x!=y").unwrap();
+        assert_eq!(pinned.requires_exact_match("app"), Some("web"));
+        assert_eq!(pinned.requires_exact_match("tier"), Some("front"));
+        assert_eq!(pinned.requires_exact_match("x"), None);
+        let m = LabelSelector::from_map(&labels(json!({"b": "2", "a": "1"})));
+        assert_eq!(m.to_string(), "a=1,b=2");
+        assert!(m.matches(Some(&labels(json!({"a": "1", "b": "2", "c": "3"})))));
+        assert!(!m.matches(Some(&labels(json!({"a": "1"})))));
+        assert!(LabelSelector::everything().is_empty());
+        assert!(!LabelSelector::nothing().is_empty());
+    }
+
+    #[test]
     fn field_selectors_parse_like_upstream() {
         let s = FieldSelector::parse("status.phase!=Failed,metadata.name==a\\,b,spec.nodeName=")
             .unwrap();
