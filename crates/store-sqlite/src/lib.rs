@@ -78,12 +78,17 @@ impl SqliteStore {
     /// Opens the database at `path`, creating it (mode 0600) if it does not exist. Reopening a
     /// file keeps every object and continues its revisions.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_feed(path, FEED_CAPACITY)
+    }
+
+    /// [`SqliteStore::open`] with a feed holding `feed_capacity` batches.
+    fn open_with_feed(path: &Path, feed_capacity: usize) -> Result<SqliteStore> {
         schema::prepare_file(path)?;
         let conn = schema::open_writer(path)?;
         // The WAL and shared-memory files exist now; make sure an older SQLite or a previous
         // run did not leave them readable by others.
         schema::tighten_modes(path)?;
-        let feed = Arc::new(EventFeed::new(FEED_CAPACITY));
+        let feed = Arc::new(EventFeed::new(feed_capacity));
         let writer = Writer::new(conn, feed.clone())?;
         let (requests, receiver) = mpsc::channel();
         let writer_thread = std::thread::Builder::new()
@@ -235,5 +240,40 @@ impl Datastore for SqliteStore {
 
     async fn compacted_revision(&self) -> store::Result<Revision> {
         Ok(self.inner.readers.run(read::revisions).await?.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A watcher that falls behind the broadcast catches up from the table, losing nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lagging_watcher_catches_up_from_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with_feed(&dir.path().join("state.db"), 2).unwrap();
+        let mut watch = store.watch("/", 0).await.unwrap();
+        let first = store.create("/k/first", Vec::new()).await.unwrap();
+        let event = watch.next().await.unwrap().unwrap();
+        assert_eq!(event.revision(), first);
+        // Nobody reads the watch while these are written one batch each, so the feed drops
+        // all but the last two batches for it.
+        let mut written = vec![];
+        for i in 0..50 {
+            written.push(
+                store
+                    .create(&format!("/k/{i:02}"), Vec::new())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut seen = vec![];
+        while seen.len() < written.len() {
+            seen.push(watch.next().await.unwrap().unwrap().revision());
+        }
+        assert_eq!(seen, written);
+        let last = store.create("/k/last", Vec::new()).await.unwrap();
+        assert_eq!(watch.next().await.unwrap().unwrap().revision(), last);
     }
 }

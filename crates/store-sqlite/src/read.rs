@@ -169,6 +169,20 @@ impl Range {
     }
 }
 
+/// The condition selecting, within `range`, the rows a read at revision `?3` sees.
+///
+/// A key's row is the one a read at the revision sees when no later row of that key is at or
+/// below the revision. Walking rows in name order and checking that on the (name, id) index
+/// needs no sort, so a page stops reading at its limit and values are read only for the rows
+/// returned (a join on `MAX(id) GROUP BY name` would sort every value by name first).
+fn visible(range: &Range) -> String {
+    format!(
+        "{} AND id <= ?3 AND deleted = 0 AND NOT EXISTS (SELECT 1 FROM log AS newer \
+         WHERE newer.name = log.name AND newer.id > log.id AND newer.id <= ?3)",
+        range.condition()
+    )
+}
+
 /// One page of keys under `prefix`, at the options' revision.
 pub(crate) fn list(
     conn: &mut Connection,
@@ -193,44 +207,44 @@ pub(crate) fn list(
     }
     let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
     let range = Range::new(prefix, options.after_key.as_deref());
-    // Walk the (name, id, deleted) index in key order, taking each key's last row at or below
-    // the revision (SQLite fills the bare `deleted` column from the row holding the MAX), and
-    // read values by rowid only for the live keys of this page. Joining first and sorting
-    // afterwards would copy every value through a temporary b-tree, even for a small page.
     let sql = format!(
-        "SELECT name, MAX(id), deleted FROM log WHERE {} AND id <= ?3 GROUP BY name ORDER BY name",
-        range.condition()
+        "SELECT name, create_revision, id, value FROM log WHERE {} ORDER BY name LIMIT ?4",
+        visible(&range)
     );
-    let mut keys = tx.prepare_cached(&sql).map_err(Error::sql("list"))?;
-    let mut value = tx
-        .prepare_cached("SELECT create_revision, value FROM log WHERE id = ?1")
+    let sql_limit = i64::try_from(limit).unwrap_or(-1);
+    let items = tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![range.lower, range.upper, revision, sql_limit],
+                |row| {
+                    Ok(KeyValue {
+                        key: row.get(0)?,
+                        create_revision: row.get(1)?,
+                        mod_revision: row.get(2)?,
+                        value: row.get(3)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
         .map_err(Error::sql("list"))?;
-    let mut rows = keys
-        .query(params![range.lower, range.upper, revision])
-        .map_err(Error::sql("list"))?;
-    let mut items = Vec::new();
-    let mut remaining = 0;
-    while let Some(row) = rows.next().map_err(Error::sql("list"))? {
-        let deleted: bool = row.get(2).map_err(Error::sql("list"))?;
-        if deleted {
-            continue;
+    let remaining = match items.last() {
+        Some(last) if items.len() == limit => {
+            let rest = Range::new(prefix, Some(&last.key));
+            let count: i64 = tx
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM log WHERE {}",
+                    visible(&rest)
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![rest.lower, rest.upper, revision], |row| row.get(0))
+                })
+                .map_err(Error::sql("count remaining"))?;
+            usize::try_from(count).unwrap_or(0)
         }
-        if items.len() == limit {
-            remaining += 1;
-            continue;
-        }
-        let key: String = row.get(0).map_err(Error::sql("list"))?;
-        let id: Revision = row.get(1).map_err(Error::sql("list"))?;
-        let (create_revision, value) = value
-            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(Error::sql("list value"))?;
-        items.push(KeyValue {
-            key,
-            value,
-            create_revision,
-            mod_revision: id,
-        });
-    }
+        _ => 0,
+    };
     Ok(ListPage {
         revision,
         items,
@@ -292,5 +306,47 @@ impl History for SqliteHistory {
         self.0
             .run(move |conn| events_after(conn, &prefix, after, limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list must walk an index in key order: a sort would read every value of the prefix
+    /// even for a small page.
+    #[test]
+    fn list_query_needs_no_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        schema::prepare_file(&path).unwrap();
+        let conn = schema::open_writer(&path).unwrap();
+        for (prefix, after) in [
+            ("/registry/pods/", None),
+            ("/registry/pods/", Some("/registry/pods/a")),
+            ("", None),
+        ] {
+            let range = Range::new(prefix, after);
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT name, create_revision, id, value FROM log WHERE {} ORDER BY name LIMIT ?4",
+                visible(&range)
+            );
+            let plan: Vec<String> = conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(params![range.lower, range.upper, 10, 500], |row| row.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{plan:?}"
+            );
+            assert!(
+                plan[0].starts_with("SEARCH log USING INDEX")
+                    || plan[0].starts_with("SCAN log USING INDEX"),
+                "{plan:?}"
+            );
+        }
     }
 }

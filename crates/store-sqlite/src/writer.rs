@@ -467,4 +467,59 @@ mod tests {
         }
         assert_eq!(updated.blocking_recv().unwrap().unwrap(), 50);
     }
+
+    /// A statement that fails inside a batch (here a value over the length limit) fails only
+    /// its own request: the batch is retried one request at a time.
+    #[test]
+    fn a_failing_statement_fails_only_its_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        schema::prepare_file(&path).unwrap();
+        let conn = schema::open_writer(&path).unwrap();
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 1000)
+            .unwrap();
+        let feed = Arc::new(EventFeed::new(16));
+        let mut events = feed.subscribe();
+        let writer = Writer::new(conn, feed).unwrap();
+        let (requests, receiver) = mpsc::channel();
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let value = if i == 2 {
+                vec![b'x'; 2000]
+            } else {
+                b"v".to_vec()
+            };
+            let (request, answer) = write(WriteOp::Create {
+                key: format!("/k/{i}"),
+                value,
+            });
+            requests.send(request).unwrap();
+            answers.push(answer);
+        }
+        drop(requests);
+
+        assert_eq!(
+            writer.run(receiver),
+            4,
+            "the failed batch commits nothing, then one per request"
+        );
+        let results: Vec<_> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().unwrap())
+            .collect();
+        assert!(
+            matches!(results[2], Err(store::Error::Internal(_))),
+            "{:?}",
+            results[2]
+        );
+        let ok: Vec<Revision> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(ok, vec![1, 2, 3, 4]);
+        let published: Vec<Revision> = std::iter::from_fn(|| events.try_recv().ok())
+            .flat_map(|batch| batch.iter().map(Event::revision).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(published, vec![1, 2, 3, 4]);
+    }
 }
