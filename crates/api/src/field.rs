@@ -175,7 +175,7 @@ mod tests {
     fn aggregates_with_brackets_and_dedup() {
         let a = FieldError::required("a", "");
         let b = FieldError::required("b", "");
-        assert_eq!(aggregate(&[a.clone()]), "a: Required value");
+        assert_eq!(aggregate(std::slice::from_ref(&a)), "a: Required value");
         assert_eq!(aggregate(&[a.clone(), b, a]), "[a: Required value, b: Required value]");
     }
 }

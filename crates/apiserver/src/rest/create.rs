@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 /// Creates an object from the request body.
 pub async fn create(call: &Call) -> ApiResult<Response> {
-    let r = call.target.resource;
     let body_type = request::body_type(&call.headers)?;
     let obj = request::decode_body(&call.body, body_type)?;
     let (obj, warnings) = checked_body(call, obj)?;
@@ -117,7 +116,7 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     meta.remove("selfLink");
-    api::patch::apply::record_update(None, &mut obj, &call.field_manager(), r, &now);
+    call.record_manager(None, &mut obj, &now);
     if call.query.dry_run()? {
         return Ok(obj);
     }

@@ -62,6 +62,18 @@ impl Call {
         agent.split('/').next().unwrap_or("unknown").to_string()
     }
 
+    /// Whether this is a server-side apply, whose managed fields the apply itself records.
+    pub fn is_apply(&self) -> bool {
+        matches!(request::body_type(&self.headers), Ok(request::BodyType::ApplyPatch))
+    }
+
+    /// Records the field manager's ownership of what this write changed (ordinary writes only).
+    pub fn record_manager(&self, old: Option<&Value>, new: &mut Value, now: &str) {
+        if !self.is_apply() {
+            api::patch::record_update(old, new, &self.field_manager(), self.target.resource, now);
+        }
+    }
+
     /// A reply holding `obj` (or its Table, when the client asked for one).
     pub fn reply(&self, code: StatusCode, obj: &Value) -> Response {
         if request::wants_table(&self.headers) {

@@ -33,7 +33,7 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
         if call.objects().try_get(r, call.ns(), &name).await?.is_none() {
             let (obj, warnings) = checked_body(call, patch.clone())?;
             let now = time::now();
-            let applied = api::patch::apply::apply(None, &obj, &call.field_manager(), true, r, &now)
+            let applied = api::patch::apply(None, &obj, &call.field_manager(), true, r, &now)
                 .map_err(|e| apply_error(r, &name, e))?;
             let created = create_object(call, applied).await?;
             return Ok(with_warnings(call.reply(StatusCode::CREATED, &created), &warnings));
@@ -66,13 +66,16 @@ fn apply_patch(call: &Call, kind: BodyType, old: &Value, patch: &Value, name: &s
             json_patch::merge(&mut doc, patch);
         }
         BodyType::StrategicMergePatch => {
-            doc = api::patch::strategic::strategic_merge(old, patch, r)
-                .map_err(|e| ApiError::invalid_patch(&e.to_string()))?;
+            doc = api::patch::strategic_merge(old, patch, r).map_err(|e| match e.code() {
+                400 => ApiError::bad_request(e.to_string()),
+                422 => ApiError::invalid_patch(&e.to_string()),
+                _ => ApiError::internal(e),
+            })?;
         }
         BodyType::ApplyPatch => {
             let force = call.query.flag("force");
             let now = time::now();
-            doc = api::patch::apply::apply(Some(old), patch, &call.field_manager(), force, r, &now)
+            doc = api::patch::apply(Some(old), patch, &call.field_manager(), force, r, &now)
                 .map_err(|e| apply_error(r, name, e))?;
         }
         _ => return Err(ApiError::unsupported_media_type("")),
@@ -86,16 +89,16 @@ fn apply_patch(call: &Call, kind: BodyType, old: &Value, patch: &Value, name: &s
     Ok(doc)
 }
 
-fn apply_error(r: &api::registry::Resource, name: &str, e: api::patch::apply::ApplyError) -> ApiError {
+fn apply_error(r: &api::registry::Resource, name: &str, e: api::patch::ApplyError) -> ApiError {
     match e {
-        api::patch::apply::ApplyError::Conflicts(conflicts) => {
+        api::patch::ApplyError::Conflicts(conflicts) => {
             let causes: Vec<Value> = conflicts
                 .iter()
                 .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?}", c.manager), "field": c.field}))
                 .collect();
             let mut details = crate::error::details(r, name);
             details["causes"] = json!(causes);
-            let message = api::patch::apply::ApplyError::Conflicts(conflicts).to_string();
+            let message = api::patch::ApplyError::Conflicts(conflicts).to_string();
             ApiError::conflict_message(message, details)
         }
         other => ApiError::bad_request(other.to_string()),

@@ -78,7 +78,7 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
         return Err(ApiError::invalid(r, &name, &errors));
     }
     let now = time::now();
-    api::patch::apply::record_update(Some(old), &mut new, &call.field_manager(), r, &now);
+    call.record_manager(Some(old), &mut new, &now);
     let expected = revision_of(old).ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
     if call.query.dry_run()? {
         return Ok(new);

@@ -50,21 +50,13 @@ pub async fn watch(call: &Call) -> ApiResult<Response> {
             (Vec::new(), from)
         }
     };
+    let content_type = if format.table { super::TABLE_CONTENT_TYPE } else { "application/json" };
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     tokio::spawn(run(objects, r, ns, req, initial, from, format, timeout.unwrap_or(DEFAULT_TIMEOUT), tx));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let content_type = if call.query.flag("watch") && format_is_table(call) {
-        "application/json;as=Table;v=v1;g=meta.k8s.io"
-    } else {
-        "application/json"
-    };
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
-}
-
-fn format_is_table(call: &Call) -> bool {
-    request::wants_table(&call.headers)
 }
 
 struct Format {
@@ -153,16 +145,12 @@ fn translate(objects: &Objects, r: &Resource, req: &ListRequest, event: &Event) 
 
 fn encode(r: &Resource, kind: &str, obj: &Value, format: &Format, first: bool) -> Vec<u8> {
     let object = if format.table && kind != "ERROR" && kind != "BOOKMARK" {
-        let mut t = json!({
+        json!({
             "kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": {"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))},
             "columnDefinitions": if first { api::table::column_definitions(r) } else { json!([]) },
             "rows": [table::row(r, obj, &format.include, Timestamp::now())],
-        });
-        if !first {
-            t["columnDefinitions"] = json!([]);
-        }
-        t
+        })
     } else {
         obj.clone()
     };
