@@ -26,7 +26,10 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
             return Err(ApiError::unsupported_media_type(ct));
         }
     };
+    let mut patch = patch;
     if kind == BodyType::ApplyPatch {
+        // A null in an apply configuration means "not set" (YAML's `emptyDir:`), not a value to own.
+        strip_nulls(&mut patch);
         if call.query.non_empty("fieldManager").is_none() {
             return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must have a fieldManager"));
         }
@@ -87,6 +90,17 @@ fn apply_patch(call: &Call, kind: BodyType, old: &Value, patch: &Value, name: &s
         }
     }
     Ok(doc)
+}
+
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, x| !x.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 fn apply_error(r: &api::registry::Resource, name: &str, e: api::patch::ApplyError) -> ApiError {
