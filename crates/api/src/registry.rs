@@ -25,7 +25,7 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// Subresources served (`status`, `log`, ...).
     pub subresources: &'static [&'static str],
-    /// The store's key segment (`pods`, or `events` for both event groups so they share data).
+    /// The store's key segment (`pods`).
     pub store_name: &'static str,
 }
 
@@ -61,7 +61,7 @@ impl Resource {
     }
 
     fn store_base(&self) -> String {
-        if self.group.is_empty() || self.group == "events.k8s.io" {
+        if self.group.is_empty() {
             format!("/registry/{}", self.store_name)
         } else {
             format!("/registry/{}/{}", self.group, self.store_name)
@@ -140,6 +140,6 @@ mod tests {
         let deploy = find("apps", "v1", "deployments").unwrap();
         assert_eq!(deploy.key_prefix(None), "/registry/apps/deployments/");
         let ev = find("events.k8s.io", "v1", "events").unwrap();
-        assert_eq!(ev.key_prefix(Some("a")), "/registry/events/a/");
+        assert_eq!(ev.key_prefix(Some("a")), "/registry/events.k8s.io/events/a/");
     }
 }

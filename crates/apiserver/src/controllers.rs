@@ -84,13 +84,7 @@ pub async fn namespace_finalizer(state: Arc<State>) {
 
 async fn finalize_namespace(objects: &Objects, ns: &str) -> ApiResult<()> {
     let mut left = 0;
-    let mut seen_stores = Vec::new();
     for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        // Two groups may serve one store (events); empty it once.
-        if seen_stores.contains(&r.key_prefix(Some(ns))) {
-            continue;
-        }
-        seen_stores.push(r.key_prefix(Some(ns)));
         let page = objects.list(r, Some(ns), &Default::default()).await?;
         for obj in &page.items {
             let (_, name) = identity(obj);

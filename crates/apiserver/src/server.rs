@@ -240,14 +240,36 @@ async fn resource_handler(AxState(state): AxState<Arc<State>>, method: Method, u
     let Some(target) = request::parse_path(uri.path()) else {
         return ApiError::no_route().into_response();
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return ApiError::too_large().into_response();
-    }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => return ApiError::too_large().into_response(),
+        Err(e) => return e.into_response(),
     };
     let call = Call { state, target, query: Query::parse(uri.query()), headers, body };
     rest::dispatch(call, &method).await
+}
+
+/// How much of an oversized body is read and discarded before the 413 reply, so that the client
+/// (still sending) gets the reply instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; 413 for a larger one.
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        total += chunk.len();
+        if total > DRAIN_LIMIT {
+            break;
+        }
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large());
+    }
+    Ok(buf.freeze())
 }

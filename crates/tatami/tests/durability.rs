@@ -49,8 +49,10 @@ async fn kill_9_during_1000_concurrent_creates_loses_no_acknowledged_create() {
     let mut c = Cluster::start();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (api2, acked2) = (api.clone(), acked.clone());
     let creates = futures::stream::iter(0..1000)
-        .map(|i| {
+        .map(move |i| {
+            let (api, acked) = (&api2, &acked2);
             let api = api.clone();
             let acked = acked.clone();
             async move {
@@ -98,6 +100,7 @@ async fn a_hundred_watchers_each_see_ten_thousand_events_in_order() {
                     Some(Ok(WatchEvent::Added(cm))) => {
                         revisions.push(cm.metadata.resource_version.unwrap().parse::<i64>().unwrap())
                     }
+                    Some(Ok(WatchEvent::Bookmark(_))) => {}
                     Some(Ok(other)) => panic!("unexpected event {other:?}"),
                     Some(Err(e)) => panic!("watch failed: {e}"),
                     None => panic!("watch ended after {} events", revisions.len()),
