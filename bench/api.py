@@ -36,6 +36,9 @@ STOP_TIMEOUT_S = 15.0  # bound on one `tatami up` stopping after SIGTERM, then S
 POLL_S = 0.002  # poll period while waiting for the kubeconfig and /readyz
 HTTP_TIMEOUT_S = 60.0  # bound on one HTTP request
 MAX_ERRORS = 20  # a load phase gives up after this many failed requests
+GENERATE_NAME_TRIES = 5  # a create with generateName is retried on a name collision
+
+COUNT_LOCK = threading.Lock()
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
@@ -287,14 +290,23 @@ class HttpCreates:
         state["conn"] = self.tatami.connect()
         state["conn"].connect()  # the TLS handshake belongs to setup, not to the first create
 
+    collisions = 0  # generateName answers of 409 AlreadyExists, retried (as kube-apiserver does itself since 1.32)
+
     def one(self, c, i, state):
         body = self.make_body(c, i)
         conn = state["conn"]
-        conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json", "Accept": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 201:
-            raise BenchError(f"POST {self.path} answered {resp.status}: {data[:300]!r}")
+        for _ in range(GENERATE_NAME_TRIES):
+            conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json", "Accept": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status == 201:
+                return
+            if resp.status == 409 and b'"generateName"' in body:
+                with COUNT_LOCK:
+                    HttpCreates.collisions += 1
+                continue
+            break
+        raise BenchError(f"POST {self.path} answered {resp.status}: {data[:300]!r}")
 
     def recover(self, c, state):
         state["conn"].close()
@@ -448,6 +460,7 @@ def bench(args, workdir):
     total = args.clients * args.creates
     say(f"floor: {total} one-row transactions into bare SQLite, {args.clients} threads")
     floor_path = os.path.join(workdir, "floor.db")
+    os.sync()  # dirty pages written before the run would otherwise be paid for by its first fsyncs
     secs, lat = run_clients(args.clients, args.creates, SqliteInserts(floor_path))
     floor = rate(total, secs, lat, "inserts")
     for suffix in ("", "-wal", "-shm"):
@@ -455,14 +468,18 @@ def bench(args, workdir):
             os.unlink(floor_path + suffix)
 
     say(f"{total} ConfigMap creates, {args.clients} clients")
+    os.sync()
     secs, lat = run_clients(args.clients, args.creates, HttpCreates(cluster, "/api/v1/namespaces/default/configmaps", configmap_body))
     rows.append((f"ConfigMap creates, {args.clients} clients × {args.creates:,}", rate(total, secs, lat, "creates"), "", floor))
 
     say(f"{total} Pod creates, {args.clients} clients")
+    os.sync()
+    HttpCreates.collisions = 0
     secs, lat = run_clients(args.clients, args.creates, HttpCreates(cluster, "/api/v1/namespaces/default/pods", pod_body))
     rows.append((f"Pod creates (date-tail, generateName), {args.clients} clients × {args.creates:,}", rate(total, secs, lat, "creates"), "", floor))
 
     # 3. The list of args.pods pods.
+    notes = []
     npods = total
     missing = args.pods - total
     if missing > 0:
@@ -471,6 +488,8 @@ def bench(args, workdir):
         say(f"{fill_clients * per} more Pods, {fill_clients} clients")
         run_clients(fill_clients, per, HttpCreates(cluster, "/api/v1/namespaces/default/pods", pod_body))
         npods += fill_clients * per
+    if HttpCreates.collisions:
+        notes.append(f"{HttpCreates.collisions} Pod creates met a generateName collision (409 AlreadyExists) and were retried by the client; kube-apiserver retries these itself.")
     conn = cluster.connect()
     say(f"listing {npods} pods, {args.lists} times each form")
 
@@ -520,10 +539,10 @@ def bench(args, workdir):
     cluster.stop()
     rows.insert(2, (f"`tatami up` → /readyz ok, restart with {npods:,} pods ({args.starts} starts)", spread(times), "", ""))
     rows.append((f"idle RSS 2 s after a restart with {npods:,} pods", mib(restart_rss), "< 30 MiB", ""))
-    return rows
+    return rows, notes
 
 
-def print_table(rows, args, workdir):
+def print_table(rows, notes, args, workdir):
     head = ("figure", "value", "goal", "floor")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
 
@@ -532,9 +551,11 @@ def print_table(rows, args, workdir):
 
     print()
     print(f"tatami API benchmark{' (--quick)' if args.quick else ''}")
-    print(f"binary:  {args.tatami}")
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(args.tatami).st_mtime))
+    print(f"binary:  {args.tatami} (built {built})")
     print(f"commit:  {git_commit(args.repo)}")
     print(f"machine: {machine()}")
+    print(f"load:    {' '.join(f'{x:.2f}' for x in args.load_before)} before, {' '.join(f'{x:.2f}' for x in os.getloadavg())} after (1, 5, 15 min averages; other work on the machine skews the figures)")
     print(f"disk:    {filesystem(workdir)}")
     print(f"floor:   Python sqlite3 (SQLite {sqlite3.sqlite_version}), WAL, synchronous=FULL, one row per transaction, same threads and count")
     print()
@@ -544,6 +565,8 @@ def print_table(rows, args, workdir):
         print(line(r))
     print()
     print("Latencies are per request as the Python client sees them (TLS, HTTP/1.1 keep-alive, full body read).")
+    for note in notes:
+        print(note)
 
 
 def main():
@@ -568,22 +591,23 @@ def main():
     if min(args.starts, args.clients, args.creates, args.pods, args.lists) < 1:
         sys.exit("api.py: counts must be at least 1")
 
+    args.load_before = os.getloadavg()
     # SIGTERM (from bench/api.sh's trap, or anyone) unwinds like Ctrl-C, so the finally runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     own = args.workdir is None
     workdir = tempfile.mkdtemp(prefix="tatami-bench-") if own else os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)
     try:
-        rows = bench(args, workdir)
-        print_table(rows, args, workdir)
+        rows, notes = bench(args, workdir)
+        print_table(rows, notes, args, workdir)
     except BenchError as e:
         say(f"benchmark failed: {e}")
         for name in sorted(os.listdir(workdir)):
             if name.endswith(".log"):
                 with open(os.path.join(workdir, name), errors="replace") as f:
-                    tail = f.read()[-2000:]
-                if tail.strip():
-                    say(f"--- {name} (tail) ---\n{tail}")
+                    lines = [l for l in f.read().splitlines() if not l.startswith("tatami is up at ")]
+                if lines:
+                    say(f"--- {name} (tail) ---\n" + "\n".join(lines[-30:]))
         sys.exit(1)
     finally:
         for proc in list(Tatami.live):
