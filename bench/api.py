@@ -360,7 +360,7 @@ def get_timed(conn, path, accept="application/json"):
 
 
 def ms(s):
-    return f"{s * 1000:.1f} ms" if s < 10 else f"{s:.1f} s"
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def spread(samples):
