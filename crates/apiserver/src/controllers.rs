@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates what a new cluster has (idempotent: existing objects are kept).
 pub async fn bootstrap(state: &Arc<State>) -> ApiResult<()> {
@@ -60,7 +61,10 @@ pub async fn after_create(state: &Arc<State>, r: &Resource, obj: &Value) {
     if r.kind == "Namespace" && r.group.is_empty() {
         let (_, name) = identity(obj);
         if let Err(e) = ensure_default_service_account(&state.objects, &name).await {
-            tracing::warn!("cannot create the default service account in {name}: {}", e.message);
+            tracing::warn!(
+                "cannot create the default service account in {name}: {}",
+                e.message
+            );
         }
     }
 }
@@ -70,8 +74,16 @@ pub async fn after_create(state: &Arc<State>, r: &Resource, obj: &Value) {
 pub async fn namespace_finalizer(state: Arc<State>) {
     let namespaces = resource("namespaces");
     loop {
-        if let Ok(page) = state.objects.list(namespaces, None, &Default::default()).await {
-            for ns in page.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+        if let Ok(page) = state
+            .objects
+            .list(namespaces, None, &Default::default())
+            .await
+        {
+            for ns in page
+                .items
+                .iter()
+                .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+            {
                 let (_, name) = identity(ns);
                 if let Err(e) = finalize_namespace(&state.objects, &name).await {
                     tracing::warn!("cannot finish deleting namespace {name}: {}", e.message);

@@ -6,11 +6,15 @@ use api::registry::{self, ALL_VERBS, RESOURCES, Resource};
 use serde_json::{Value, json};
 
 /// The content type of aggregated discovery replies.
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether the client's Accept header asks for aggregated discovery (v2).
 pub fn wants_aggregated(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2"))
 }
 
 /// `/api` in the legacy form.
@@ -25,7 +29,10 @@ pub fn api_group_list() -> Value {
         .into_iter()
         .map(|g| {
             let versions = versions_of(g);
-            let gv: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let gv: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
             json!({"name": g, "versions": gv, "preferredVersion": gv[0]})
         })
         .collect();
@@ -44,7 +51,10 @@ fn versions_of(group: &str) -> Vec<&'static str> {
 
 /// `/api/v1` or `/apis/<group>/<version>`: an APIResourceList, or `None` when not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
@@ -65,8 +75,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                                   "kind": kind, "verbs": verbs}));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// The kind and verbs of a subresource, as kube-apiserver lists them.
@@ -94,8 +110,11 @@ pub fn aggregated(core: bool) -> Value {
             let versions: Vec<Value> = versions_of(g)
                 .into_iter()
                 .map(|v| {
-                    let resources: Vec<Value> =
-                        RESOURCES.iter().filter(|r| r.group == g && r.version == v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = RESOURCES
+                        .iter()
+                        .filter(|r| r.group == g && r.version == v)
+                        .map(aggregated_resource)
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();

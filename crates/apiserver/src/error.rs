@@ -22,7 +22,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -42,37 +47,61 @@ impl ApiError {
 
     /// 403 Forbidden with Kubernetes' message shape.
     pub fn forbidden(r: &Resource, name: &str, why: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", r.qualified_plural()))
-            .with_details(details(r, name))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", r.qualified_plural()),
+        )
+        .with_details(details(r, name))
     }
 
     /// 404 for an object: `pods "nope" not found`.
     pub fn not_found(r: &Resource, name: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", r.qualified_plural()))
-            .with_details(details(r, name))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} \"{name}\" not found", r.qualified_plural()),
+        )
+        .with_details(details(r, name))
     }
 
     /// 404 for a path the server does not serve.
     pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 405 for a verb a resource does not support.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(r: &Resource, name: &str) -> Self {
-        Self::new(StatusCode::CONFLICT, "AlreadyExists", format!("{} \"{name}\" already exists", r.qualified_plural()))
-            .with_details(details(r, name))
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", r.qualified_plural()),
+        )
+        .with_details(details(r, name))
     }
 
     /// 409 Conflict for a stale resourceVersion.
     pub fn conflict(r: &Resource, name: &str) -> Self {
-        Self::conflict_because(r, name, "the object has been modified; please apply your changes to the latest version and try again")
+        Self::conflict_because(
+            r,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
     }
 
     /// 409 Conflict with a reason of our own.
@@ -80,7 +109,10 @@ impl ApiError {
         Self::new(
             StatusCode::CONFLICT,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", r.qualified_plural()),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                r.qualified_plural()
+            ),
         )
         .with_details(details(r, name))
     }
@@ -97,7 +129,11 @@ impl ApiError {
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     /// 415 UnsupportedMediaType.
@@ -105,7 +141,9 @@ impl ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
         )
     }
 
@@ -124,23 +162,39 @@ impl ApiError {
         if !r.group.is_empty() {
             d["group"] = json!(r.group);
         }
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("{} \"{name}\" is invalid: {}", r.kind, aggregate(errors)))
-            .with_details(d)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {}", r.kind, aggregate(errors)),
+        )
+        .with_details(d)
     }
 
     /// 422 for a patch that cannot be applied.
     pub fn invalid_patch(message: &str) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message.to_string())
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            message.to_string(),
+        )
     }
 
     /// 500 InternalError.
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
 
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     /// The `Status` object.
@@ -168,10 +222,15 @@ pub fn details(r: &Resource, name: &str) -> Value {
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> Self {
         match e {
-            store::Error::Compacted { requested, compacted } => {
-                ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
+            store::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            store::Error::Unavailable(source) => {
+                ApiError::unavailable(format!("storage is unavailable: {source}"))
             }
-            store::Error::Unavailable(source) => ApiError::unavailable(format!("storage is unavailable: {source}")),
             other => ApiError::internal(error_chain(&other)),
         }
     }
@@ -193,7 +252,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         let mut resp = (self.code, body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }

@@ -54,8 +54,9 @@ impl Objects {
 
     /// The object with its `resourceVersion`, from a stored value.
     pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
-        let mut obj: Value = serde_json::from_slice(&kv.value)
-            .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+        let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+            ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key))
+        })?;
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         }
@@ -72,18 +73,30 @@ impl Objects {
     }
 
     /// The object, or `None`.
-    pub async fn try_get(&self, r: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Option<Value>> {
+    pub async fn try_get(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
         let (_, kv) = self.store.get(&r.key(ns, name)).await?;
         kv.as_ref().map(Self::decode).transpose()
     }
 
     /// The object, or 404.
     pub async fn get(&self, r: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        self.try_get(r, ns, name).await?.ok_or_else(|| ApiError::not_found(r, name))
+        self.try_get(r, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(r, name))
     }
 
     /// Lists objects of `r` in `ns` (all namespaces when `None`), filtered and paged.
-    pub async fn list(&self, r: &'static Resource, ns: Option<&str>, req: &ListRequest) -> ApiResult<ListResult> {
+    pub async fn list(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        req: &ListRequest,
+    ) -> ApiResult<ListResult> {
         let prefix = r.key_prefix(ns);
         let (mut revision, mut after_key) = match &req.continue_token {
             Some(token) => decode_continue(token, &prefix)?,
@@ -91,7 +104,9 @@ impl Objects {
         };
         // A pinned name reads one key instead of the whole prefix.
         let pinned = req.fields.as_ref().and_then(|f| f.name_selector());
-        if let Some(name) = pinned.filter(|_| req.continue_token.is_none() && (!r.namespaced || ns.is_some())) {
+        if let Some(name) =
+            pinned.filter(|_| req.continue_token.is_none() && (!r.namespaced || ns.is_some()))
+        {
             let (rev, kv) = self.store.get(&r.key(ns, name)).await?;
             let mut items = Vec::new();
             if let Some(kv) = kv {
@@ -100,14 +115,26 @@ impl Objects {
                     items.push(obj);
                 }
             }
-            return Ok(ListResult { items, revision: rev, continue_token: None, remaining: None });
+            return Ok(ListResult {
+                items,
+                revision: rev,
+                continue_token: None,
+                remaining: None,
+            });
         }
         let mut items = Vec::new();
         loop {
             let want = req.limit.map(|l| l - items.len());
             let page = self
                 .store
-                .list(&prefix, ListOptions { limit: want, after_key: after_key.clone(), revision })
+                .list(
+                    &prefix,
+                    ListOptions {
+                        limit: want,
+                        after_key: after_key.clone(),
+                        revision,
+                    },
+                )
                 .await?;
             revision = Some(page.revision);
             let last_key = page.items.last().map(|kv| kv.key.clone());
@@ -119,13 +146,28 @@ impl Objects {
             }
             let full = req.limit.is_some_and(|l| items.len() >= l);
             if page.remaining == 0 || last_key.is_none() {
-                return Ok(ListResult { items, revision: page.revision, continue_token: None, remaining: None });
+                return Ok(ListResult {
+                    items,
+                    revision: page.revision,
+                    continue_token: None,
+                    remaining: None,
+                });
             }
             after_key = last_key;
             if full {
-                let token = encode_continue(page.revision, after_key.as_deref().unwrap_or(""), &prefix);
-                let remaining = if req.labels.is_none() && req.fields.is_none() { Some(page.remaining) } else { None };
-                return Ok(ListResult { items, revision: page.revision, continue_token: Some(token), remaining });
+                let token =
+                    encode_continue(page.revision, after_key.as_deref().unwrap_or(""), &prefix);
+                let remaining = if req.labels.is_none() && req.fields.is_none() {
+                    Some(page.remaining)
+                } else {
+                    None
+                };
+                return Ok(ListResult {
+                    items,
+                    revision: page.revision,
+                    continue_token: Some(token),
+                    remaining,
+                });
             }
         }
     }
@@ -133,7 +175,8 @@ impl Objects {
     /// Whether `obj` passes the request's selectors.
     pub fn matches(&self, r: &Resource, obj: &Value, req: &ListRequest) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        req.labels.as_ref().is_none_or(|s| s.matches(labels)) && req.fields.as_ref().is_none_or(|s| s.matches(r, obj))
+        req.labels.as_ref().is_none_or(|s| s.matches(labels))
+            && req.fields.as_ref().is_none_or(|s| s.matches(r, obj))
     }
 
     /// Stores a new object; 409 AlreadyExists when the name is taken.
@@ -150,7 +193,11 @@ impl Objects {
     /// Replaces an object whose stored revision is `expected`; 409 Conflict otherwise.
     pub async fn update(&self, r: &Resource, obj: Value, expected: Revision) -> ApiResult<Value> {
         let (ns, name) = identity(&obj);
-        match self.store.update(&r.key(ns.as_deref(), &name), Self::encode(&obj)?, expected).await {
+        match self
+            .store
+            .update(&r.key(ns.as_deref(), &name), Self::encode(&obj)?, expected)
+            .await
+        {
             Ok(rev) => Ok(with_revision(obj, rev)),
             Err(store::Error::Conflict { .. }) => Err(ApiError::conflict(r, &name)),
             Err(store::Error::NotFound { .. }) => Err(ApiError::not_found(r, &name)),
@@ -159,7 +206,13 @@ impl Objects {
     }
 
     /// Removes an object whose stored revision is `expected`; returns its last state.
-    pub async fn delete(&self, r: &Resource, ns: Option<&str>, name: &str, expected: Revision) -> ApiResult<Value> {
+    pub async fn delete(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        expected: Revision,
+    ) -> ApiResult<Value> {
         match self.store.delete(&r.key(ns, name), Some(expected)).await {
             Ok((rev, kv)) => Ok(with_revision(Self::decode(&kv)?, rev)),
             Err(store::Error::Conflict { .. }) => Err(ApiError::conflict(r, name)),
@@ -171,14 +224,24 @@ impl Objects {
 
 /// An object's (namespace, name).
 pub fn identity(obj: &Value) -> (Option<String>, String) {
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     (ns, name)
 }
 
 /// An object's stored revision, parsed from its `resourceVersion`.
 pub fn revision_of(obj: &Value) -> Option<Revision> {
-    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok())
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
 }
 
 fn with_revision(mut obj: Value, rev: Revision) -> Value {
@@ -195,8 +258,14 @@ fn encode_continue(rev: Revision, after: &str, prefix: &str) -> String {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Option<Revision>, Option<String>)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;

@@ -2,7 +2,8 @@
 //! the admin's client certificate for the kubeconfig. Kept as PEM files in `DIR/pki/`, keys 0600.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use std::fs;
 use std::io::Write;
@@ -49,7 +50,14 @@ pub struct Pki {
     pub admin_key: String,
 }
 
-const FILES: [&str; 6] = ["ca.crt", "ca.key", "server.crt", "server.key", "admin.crt", "admin.key"];
+const FILES: [&str; 6] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "admin.crt",
+    "admin.key",
+];
 
 impl Pki {
     /// Reads the certificates in `dir`, or makes and writes them when `dir` holds none.
@@ -69,10 +77,20 @@ impl Pki {
             });
         }
         let pki = Pki::generate()?;
-        fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })?;
+        fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
         // The CA certificate goes last: its presence marks a complete set.
-        let texts = [&pki.ca_key, &pki.server_cert, &pki.server_key, &pki.admin_cert, &pki.admin_key, &pki.ca_cert];
+        let texts = [
+            &pki.ca_key,
+            &pki.server_cert,
+            &pki.server_key,
+            &pki.admin_cert,
+            &pki.admin_key,
+            &pki.ca_cert,
+        ];
         let names = [FILES[1], FILES[2], FILES[3], FILES[4], FILES[5], FILES[0]];
         for (name, text) in names.iter().zip(texts) {
             write_private(&dir.join(name), text.as_bytes())?;
@@ -85,25 +103,38 @@ impl Pki {
         let err = |what| move |source| PkiError::Generate { what, source };
         let ca_key = KeyPair::generate().map_err(err("ca key"))?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca"))?;
-        ca_params.distinguished_name.push(DnType::CommonName, "tatami-ca");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "tatami-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         ca_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err("ca"))?;
         let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().map_err(err("server key"))?;
-        let mut server_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])
-                .map_err(err("server"))?;
-        server_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        let mut server_params = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .map_err(err("server"))?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         server_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
-        let server_cert = server_params.signed_by(&server_key, &issuer).map_err(err("server"))?;
+        let server_cert = server_params
+            .signed_by(&server_key, &issuer)
+            .map_err(err("server"))?;
 
-        let (admin_cert, admin_key) = client_certificate(&issuer, "kubernetes-admin", &["system:masters"])?;
+        let (admin_cert, admin_key) =
+            client_certificate(&issuer, "kubernetes-admin", &["system:masters"])?;
         Ok(Pki {
             ca_cert: ca_cert.pem(),
             ca_key: ca_key_pem,
@@ -121,7 +152,10 @@ fn client_certificate(
     user: &str,
     groups: &[&str],
 ) -> Result<(String, String), PkiError> {
-    let err = |source| PkiError::Generate { what: "client", source };
+    let err = |source| PkiError::Generate {
+        what: "client",
+        source,
+    };
     let key = KeyPair::generate().map_err(err)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     params.distinguished_name.push(DnType::CommonName, user);
@@ -136,9 +170,18 @@ fn client_certificate(
 
 /// Writes `bytes` to `path` with mode 0600, atomically (a temporary file renamed into place).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)

@@ -32,13 +32,17 @@ pub fn parse_path(path: &str) -> Option<Target> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
-    let rest: Vec<String> = rest.iter().map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let rest: Vec<String> = rest
+        .iter()
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
     let find = |plural: &str| registry::find(group, version, plural);
     // `namespaces/<ns>/<plural>...` is a namespaced path unless <plural> is a namespace subresource.
-    if rest.len() >= 3 && rest[0] == "namespaces" {
-        if let Some(r) = find(&rest[2]).filter(|r| r.namespaced) {
-            return item(r, Some(rest[1].clone()), &rest[3..]);
-        }
+    if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && let Some(r) = find(&rest[2]).filter(|r| r.namespaced)
+    {
+        return item(r, Some(rest[1].clone()), &rest[3..]);
     }
     let (first, tail) = rest.split_first()?;
     let r = find(first)?;
@@ -49,13 +53,20 @@ fn item(resource: &'static Resource, namespace: Option<String>, tail: &[String])
     let (name, subresource) = match tail {
         [] => (None, None),
         [name] => (Some(name.clone()), None),
-        [name, sub] if resource.subresources.contains(&sub.as_str()) => (Some(name.clone()), Some(sub.clone())),
+        [name, sub] if resource.subresources.contains(&sub.as_str()) => {
+            (Some(name.clone()), Some(sub.clone()))
+        }
         _ => return None,
     };
     if name.as_deref() == Some("") {
         return None;
     }
-    Some(Target { resource, namespace, name, subresource })
+    Some(Target {
+        resource,
+        namespace,
+        name,
+        subresource,
+    })
 }
 
 /// The query string's parameters, in order (repeated keys kept: exec's `command`).
@@ -65,7 +76,11 @@ pub struct Query(pub Vec<(String, String)>);
 impl Query {
     /// Parses `a=b&c=d` with percent-decoding and `+` as space.
     pub fn parse(raw: Option<&str>) -> Query {
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let pairs = raw
             .unwrap_or("")
             .split('&')
@@ -80,12 +95,19 @@ impl Query {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`.
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean flag (`true` or `1`).
@@ -102,10 +124,11 @@ impl Query {
     pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.non_empty(key) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}: must be an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value for {key}: {v:?}: must be an integer"
+                ))
+            }),
         }
     }
 
@@ -114,7 +137,9 @@ impl Query {
         let values = self.all("dryRun");
         for v in &values {
             if v != "All" {
-                return Err(ApiError::bad_request(format!("Invalid dry run value {v:?}, supported values: All")));
+                return Err(ApiError::bad_request(format!(
+                    "Invalid dry run value {v:?}, supported values: All"
+                )));
             }
         }
         Ok(!values.is_empty())
@@ -165,8 +190,16 @@ pub enum BodyType {
 
 /// The body's media type from its `Content-Type` (JSON when absent).
 pub fn body_type(headers: &HeaderMap) -> ApiResult<BodyType> {
-    let raw = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let mime = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let raw = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let mime = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Ok(match mime.as_str() {
         "" | "application/json" | "*/*" => BodyType::Json,
         "application/yaml" | "application/x-yaml" | "text/yaml" => BodyType::Yaml,
@@ -186,14 +219,17 @@ pub fn decode_body(bytes: &[u8], kind: BodyType) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match kind {
-        BodyType::Protobuf => {
-            api::protobuf::decode(bytes).map_err(|e| ApiError::unsupported_media_type(&format!("protobuf: {e}")))
-        }
+        BodyType::Protobuf => api::protobuf::decode(bytes)
+            .map_err(|e| ApiError::unsupported_media_type(&format!("protobuf: {e}"))),
         BodyType::Yaml | BodyType::ApplyPatch => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {}", first_line(&e.to_string()))))
+            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "error decoding YAML: {}",
+                    first_line(&e.to_string())
+                ))
+            })
         }
         _ => serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(json_error(&e))),
     }
@@ -225,15 +261,27 @@ mod tests {
     #[test]
     fn paths() {
         let t = parse_path("/api/v1/namespaces/default/pods/date-tail").unwrap();
-        assert_eq!((t.resource.plural, t.namespace.as_deref(), t.name.as_deref()), ("pods", Some("default"), Some("date-tail")));
+        assert_eq!(
+            (t.resource.plural, t.namespace.as_deref(), t.name.as_deref()),
+            ("pods", Some("default"), Some("date-tail"))
+        );
         let t = parse_path("/api/v1/namespaces/default/pods/x/log").unwrap();
         assert_eq!(t.subresource.as_deref(), Some("log"));
         let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
-        assert_eq!((t.resource.plural, t.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let t = parse_path("/api/v1/namespaces/x/status").unwrap();
-        assert_eq!((t.resource.plural, t.subresource.as_deref()), ("namespaces", Some("status")));
+        assert_eq!(
+            (t.resource.plural, t.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
         let t = parse_path("/api/v1/pods").unwrap();
-        assert_eq!((t.resource.plural, t.namespace, t.name), ("pods", None, None));
+        assert_eq!(
+            (t.resource.plural, t.namespace, t.name),
+            ("pods", None, None)
+        );
         let t = parse_path("/apis/apps/v1/namespaces/a/deployments").unwrap();
         assert_eq!(t.resource.kind, "Deployment");
         assert!(parse_path("/api/v1/nothing").is_none());
@@ -242,7 +290,9 @@ mod tests {
 
     #[test]
     fn query() {
-        let q = Query::parse(Some("command=ls&command=%2Fdir&watch=1&labelSelector=a%3Db"));
+        let q = Query::parse(Some(
+            "command=ls&command=%2Fdir&watch=1&labelSelector=a%3Db",
+        ));
         assert_eq!(q.all("command"), vec!["ls", "/dir"]);
         assert!(q.flag("watch"));
         assert_eq!(q.get("labelSelector"), Some("a=b"));

@@ -46,7 +46,10 @@ pub struct State {
 impl State {
     /// State on `store`, not yet ready.
     pub fn new(store: Arc<dyn Datastore>) -> Arc<State> {
-        Arc::new(State { objects: Objects::new(store), ready: AtomicBool::new(false) })
+        Arc::new(State {
+            objects: Objects::new(store),
+            ready: AtomicBool::new(false),
+        })
     }
 
     /// Marks the server ready (bootstrap done).
@@ -77,13 +80,17 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServeError> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).map_err(|e| tls(&e))?;
     roots.add(ca).map_err(|e| tls(&e))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(&e))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&e))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).map_err(|e| tls(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -117,16 +124,28 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_of(c));
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(u) = &user {
-                    req.extensions_mut().insert(u.clone());
-                }
-                app.clone().call(req.map(Body::new))
-            });
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| user_of(c));
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(u) = &user {
+                        req.extensions_mut().insert(u.clone());
+                    }
+                    app.clone().call(req.map(Body::new))
+                },
+            );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -136,8 +155,17 @@ pub async fn serve(
 fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
     Some(User { name, groups })
 }
 
@@ -151,7 +179,10 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api", get(api_root))
         .route("/apis", get(apis_root))
         .route("/api/v1", get(|| async { group_version("", "v1") }))
-        .route("/apis/{group}/{version}", get(|Path((g, v)): Path<(String, String)>| async move { group_version(&g, &v) }))
+        .route(
+            "/apis/{group}/{version}",
+            get(|Path((g, v)): Path<(String, String)>| async move { group_version(&g, &v) }),
+        )
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*gv}", get(openapi_document))
         .fallback(resource_handler)
@@ -162,7 +193,10 @@ pub fn router(state: Arc<State>) -> Router {
 /// Refuses requests without a verified client certificate, except the public health and
 /// version endpoints (which Kubernetes' default policy also grants to everyone).
 async fn authenticate(req: Request, next: Next) -> Response {
-    let public = matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz" | "/version");
+    let public = matches!(
+        req.uri().path(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    );
     if !public && req.extensions().get::<User>().is_none() {
         return ApiError::unauthorized().into_response();
     }
@@ -186,25 +220,48 @@ async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         "ok".into_response()
     } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "[-]bootstrap failed: not finished\nreadyz check failed").into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[-]bootstrap failed: not finished\nreadyz check failed",
+        )
+            .into_response()
     }
 }
 
-fn discovery_reply(headers: &HeaderMap, aggregated: impl FnOnce() -> serde_json::Value, legacy: impl FnOnce() -> serde_json::Value) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+fn discovery_reply(
+    headers: &HeaderMap,
+    aggregated: impl FnOnce() -> serde_json::Value,
+    legacy: impl FnOnce() -> serde_json::Value,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if discovery::wants_aggregated(accept) {
-        json_response(StatusCode::OK, &aggregated(), discovery::AGGREGATED_CONTENT_TYPE)
+        json_response(
+            StatusCode::OK,
+            &aggregated(),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )
     } else {
         json_response(StatusCode::OK, &legacy(), "application/json")
     }
 }
 
 async fn api_root(headers: HeaderMap) -> Response {
-    discovery_reply(&headers, || discovery::aggregated(true), discovery::api_versions)
+    discovery_reply(
+        &headers,
+        || discovery::aggregated(true),
+        discovery::api_versions,
+    )
 }
 
 async fn apis_root(headers: HeaderMap) -> Response {
-    discovery_reply(&headers, || discovery::aggregated(false), discovery::api_group_list)
+    discovery_reply(
+        &headers,
+        || discovery::aggregated(false),
+        discovery::api_group_list,
+    )
 }
 
 fn group_version(group: &str, version: &str) -> Response {
@@ -223,20 +280,36 @@ async fn openapi_document(Path(gv): Path<String>, headers: HeaderMap) -> Respons
         return ApiError::no_route().into_response();
     };
     let etag = format!("\"{}\"", doc.hash);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
     let mut resp = (StatusCode::OK, doc.bytes.clone()).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, immutable"),
+    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
     resp
 }
 
-async fn resource_handler(AxState(state): AxState<Arc<State>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn resource_handler(
+    AxState(state): AxState<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(target) = request::parse_path(uri.path()) else {
         return ApiError::no_route().into_response();
     };
@@ -244,7 +317,13 @@ async fn resource_handler(AxState(state): AxState<Arc<State>>, method: Method, u
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let call = Call { state, target, query: Query::parse(uri.query()), headers, body };
+    let call = Call {
+        state,
+        target,
+        query: Query::parse(uri.query()),
+        headers,
+        body,
+    };
     rest::dispatch(call, &method).await
 }
 
@@ -259,7 +338,8 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
         total += chunk.len();
         if total > DRAIN_LIMIT {
             break;

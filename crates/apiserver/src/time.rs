@@ -9,7 +9,11 @@ pub fn now() -> String {
 
 /// Now plus `seconds`.
 pub fn after_seconds(seconds: i64) -> String {
-    format(Timestamp::now().saturating_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::now()))
+    format(
+        Timestamp::now()
+            .saturating_add(SignedDuration::from_secs(seconds))
+            .unwrap_or(Timestamp::now()),
+    )
 }
 
 fn format(t: Timestamp) -> String {

@@ -300,7 +300,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every sandbox the runtime knows.
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>>;
     /// Makes a container in a sandbox and returns its id.
-    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, sandbox: &SandboxConfig) -> Result<String>;
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String>;
     /// Starts a created container.
     async fn start_container(&self, id: &str) -> Result<()>;
     /// SIGTERM, then SIGKILL after `grace` (zero: at once). Already exited or missing is Ok.

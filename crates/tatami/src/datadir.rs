@@ -18,15 +18,18 @@ impl DataDir {
         }
         let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             Some(x) => PathBuf::from(x),
-            None => PathBuf::from(std::env::var_os("HOME").context("neither XDG_DATA_HOME nor HOME is set")?)
-                .join(".local/share"),
+            None => PathBuf::from(
+                std::env::var_os("HOME").context("neither XDG_DATA_HOME nor HOME is set")?,
+            )
+            .join(".local/share"),
         };
         Ok(DataDir(base.join("tatami")))
     }
 
     /// Creates the directory (mode 0700) if needed.
     pub fn create(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.0).with_context(|| format!("cannot create data dir {}", self.0.display()))?;
+        std::fs::create_dir_all(&self.0)
+            .with_context(|| format!("cannot create data dir {}", self.0.display()))?;
         std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot set the mode of {}", self.0.display()))
     }

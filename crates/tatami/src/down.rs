@@ -13,7 +13,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The pid in `pid_file`, if that process is alive.
 pub fn running_pid(pid_file: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     kill(Pid::from_raw(pid), None).ok().map(|_| pid)
 }
 
@@ -45,7 +49,8 @@ pub fn reset(args: DataDirArgs) -> anyhow::Result<()> {
     let dir = DataDir::resolve(args.data_dir.as_deref())?;
     stop(&dir)?;
     if dir.0.exists() {
-        std::fs::remove_dir_all(&dir.0).with_context(|| format!("cannot delete {}", dir.0.display()))?;
+        std::fs::remove_dir_all(&dir.0)
+            .with_context(|| format!("cannot delete {}", dir.0.display()))?;
     }
     Ok(())
 }

@@ -10,7 +10,10 @@ pub fn print_path(args: DataDirArgs) -> anyhow::Result<()> {
     let dir = DataDir::resolve(args.data_dir.as_deref())?;
     let path = dir.kubeconfig();
     if !path.exists() {
-        anyhow::bail!("no kubeconfig at {}: is `tatami up` running on this data dir?", path.display());
+        anyhow::bail!(
+            "no kubeconfig at {}: is `tatami up` running on this data dir?",
+            path.display()
+        );
     }
     println!("{}", path.display());
     Ok(())

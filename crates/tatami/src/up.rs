@@ -20,7 +20,10 @@ const COMPACT_KEEP: i64 = 1000;
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = DataDir::resolve(args.data.data_dir.as_deref())?;
     dir.create()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(serve(dir, args))
 }
 
@@ -39,15 +42,20 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let _compactor = sqlite.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
     let store: Arc<dyn Datastore> = Arc::new(sqlite);
 
-    let pki = Pki::load_or_create(&dir.pki()).context("cannot prepare the cluster's certificates")?;
+    let pki =
+        Pki::load_or_create(&dir.pki()).context("cannot prepare the cluster's certificates")?;
     let tls = apiserver::tls_config(&pki).context("cannot configure TLS")?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
-    let addr = listener.local_addr().context("cannot read the listening address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
 
     let state = apiserver::State::new(store);
-    apiserver::controllers::bootstrap(&state).await.map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {}", e.message))?;
+    apiserver::controllers::bootstrap(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {}", e.message))?;
     tokio::spawn(apiserver::controllers::namespace_finalizer(state.clone()));
     state.set_ready();
 
@@ -57,7 +65,10 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     }));
     let config = kubeconfig::render(&pki, &format!("https://{addr}"));
     write_private(&dir.kubeconfig(), config.as_bytes()).context("cannot write the kubeconfig")?;
-    println!("tatami is up at https://{addr}; kubeconfig: {}", dir.kubeconfig().display());
+    println!(
+        "tatami is up at https://{addr}; kubeconfig: {}",
+        dir.kubeconfig().display()
+    );
 
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;

@@ -19,22 +19,54 @@ fn apply_get_replace_delete_the_tutorial_pod() {
     // The tutorial writes `emptyDir:` (null); the server stores Kubernetes' default `emptyDir: {}`,
     // so kubectl's three-way patch is never empty for that manifest and it says "configured",
     // as it does against any cluster. With `emptyDir: {}` nothing differs.
-    assert_eq!(c.kubectl(&["apply", "-f", path(&pod)]).ok(), "pod/date-tail configured\n");
-    let braces = std::fs::read_to_string(&pod).unwrap().replace("emptyDir:\n", "emptyDir: {}\n");
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&pod)]).ok(),
+        "pod/date-tail configured\n"
+    );
+    let braces = std::fs::read_to_string(&pod)
+        .unwrap()
+        .replace("emptyDir:\n", "emptyDir: {}\n");
     let braces = c.file("braces.yaml", &braces);
-    assert_eq!(c.kubectl(&["apply", "-f", path(&braces)]).ok(), "pod/date-tail configured\n");
-    assert_eq!(c.kubectl(&["apply", "-f", path(&braces)]).ok(), "pod/date-tail unchanged\n");
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&braces)]).ok(),
+        "pod/date-tail configured\n"
+    );
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&braces)]).ok(),
+        "pod/date-tail unchanged\n"
+    );
 
-    let edited = std::fs::read_to_string(&braces).unwrap().replace("terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds: 0\n  activeDeadlineSeconds: 600");
+    let edited = std::fs::read_to_string(&braces).unwrap().replace(
+        "terminationGracePeriodSeconds: 0",
+        "terminationGracePeriodSeconds: 0\n  activeDeadlineSeconds: 600",
+    );
     let edited = c.file("edited.yaml", &edited);
-    assert_eq!(c.kubectl(&["apply", "-f", path(&edited)]).ok(), "pod/date-tail configured\n");
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&edited)]).ok(),
+        "pod/date-tail configured\n"
+    );
 
     let table = c.kubectl(&["get", "pods"]);
     let lines: Vec<&str> = table.ok().lines().collect();
-    assert!(lines[0].starts_with("NAME        READY   STATUS    RESTARTS   AGE"), "{table:?}", table = lines);
-    assert!(lines[1].starts_with("date-tail   0/2     Pending   0          "), "{lines:?}");
+    assert!(
+        lines[0].starts_with("NAME        READY   STATUS    RESTARTS   AGE"),
+        "{table:?}",
+        table = lines
+    );
+    assert!(
+        lines[1].starts_with("date-tail   0/2     Pending   0          "),
+        "{lines:?}"
+    );
     let wide = c.kubectl(&["get", "pods", "-o", "wide"]);
-    assert!(wide.ok().lines().next().unwrap().contains("IP       NODE     NOMINATED NODE   READINESS GATES"), "{}", wide.stdout);
+    assert!(
+        wide.ok()
+            .lines()
+            .next()
+            .unwrap()
+            .contains("IP       NODE     NOMINATED NODE   READINESS GATES"),
+        "{}",
+        wide.stdout
+    );
 
     let yaml = c.kubectl(&["get", "pod", "date-tail", "-o", "yaml"]);
     let yaml = yaml.ok();
@@ -61,53 +93,165 @@ fn apply_get_replace_delete_the_tutorial_pod() {
     }
     assert!(yaml.contains("uid: "), "{yaml}");
     assert!(yaml.contains("creationTimestamp: \""), "{yaml}");
-    let managers = c.kubectl(&["get", "pod", "date-tail", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = c.kubectl(&[
+        "get",
+        "pod",
+        "date-tail",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert_eq!(managers.ok(), "kubectl-client-side-apply");
 
     let describe = c.kubectl(&["describe", "pod", "date-tail"]);
     let describe = describe.ok();
-    assert!(describe.contains("Name:             date-tail"), "{describe}");
+    assert!(
+        describe.contains("Name:             date-tail"),
+        "{describe}"
+    );
     assert!(describe.contains("log-volume:"), "{describe}");
-    assert!(describe.contains("EmptyDir (a temporary directory that shares a pod's lifetime)"), "{describe}");
+    assert!(
+        describe.contains("EmptyDir (a temporary directory that shares a pod's lifetime)"),
+        "{describe}"
+    );
 
     let out = c.kubectl(&["replace", "--force", "-f", path(&pod)]);
-    assert_eq!(out.ok(), "pod \"date-tail\" deleted\npod/date-tail replaced\n");
-    assert_eq!(c.kubectl(&["delete", "-f", path(&pod)]).ok(), "pod \"date-tail\" deleted\n");
+    assert_eq!(
+        out.ok(),
+        "pod \"date-tail\" deleted\npod/date-tail replaced\n"
+    );
+    assert_eq!(
+        c.kubectl(&["delete", "-f", path(&pod)]).ok(),
+        "pod \"date-tail\" deleted\n"
+    );
     let gone = c.kubectl(&["get", "pod", "date-tail"]);
-    assert_eq!(gone.err(), "Error from server (NotFound): pods \"date-tail\" not found\n");
+    assert_eq!(
+        gone.err(),
+        "Error from server (NotFound): pods \"date-tail\" not found\n"
+    );
 }
 
 #[test]
 fn generators_edit_patch_and_wait() {
     let c = Cluster::start();
-    assert_eq!(c.kubectl(&["create", "configmap", "cfg", "--from-literal=a=b"]).ok(), "configmap/cfg created\n");
-    assert_eq!(c.kubectl(&["get", "configmap", "cfg", "-o", "jsonpath={.data.a}"]).ok(), "b");
-    assert_eq!(c.kubectl(&["create", "secret", "generic", "pw", "--from-literal=pw=s3cr3t"]).ok(), "secret/pw created\n");
-    assert_eq!(c.kubectl(&["get", "secret", "pw", "-o", "jsonpath={.data.pw} {.type}"]).ok(), "czNjcjN0 Opaque");
-    assert_eq!(c.kubectl(&["create", "namespace", "team"]).ok(), "namespace/team created\n");
-    assert!(eventually(10, || c.kubectl(&["get", "sa", "default", "-n", "team"]).code == 0));
+    assert_eq!(
+        c.kubectl(&["create", "configmap", "cfg", "--from-literal=a=b"])
+            .ok(),
+        "configmap/cfg created\n"
+    );
+    assert_eq!(
+        c.kubectl(&["get", "configmap", "cfg", "-o", "jsonpath={.data.a}"])
+            .ok(),
+        "b"
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=pw=s3cr3t"
+        ])
+        .ok(),
+        "secret/pw created\n"
+    );
+    assert_eq!(
+        c.kubectl(&["get", "secret", "pw", "-o", "jsonpath={.data.pw} {.type}"])
+            .ok(),
+        "czNjcjN0 Opaque"
+    );
+    assert_eq!(
+        c.kubectl(&["create", "namespace", "team"]).ok(),
+        "namespace/team created\n"
+    );
+    assert!(eventually(10, || c
+        .kubectl(&["get", "sa", "default", "-n", "team"])
+        .code
+        == 0));
 
     // kubectl edit through an editor script that adds a label.
     let editor = c.file("editor.sh", "#!/bin/sh\nsed -i 's/^  name: cfg$/  name: cfg\\n  labels:\\n    edited: \"yes\"/' \"$1\"\n");
-    std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
-    let out = c.kubectl_cmd(&["edit", "configmap", "cfg"]).env("EDITOR", &editor).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "configmap/cfg edited\n", "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(c.kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels.edited}"]).ok(), "yes");
-
-    assert_eq!(c.kubectl(&["patch", "cm", "cfg", "-p", r#"{"data":{"s":"1"}}"#]).ok(), "configmap/cfg patched\n");
-    assert_eq!(c.kubectl(&["patch", "cm", "cfg", "--type=merge", "-p", r#"{"data":{"m":"2"}}"#]).ok(), "configmap/cfg patched\n");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let out = c
+        .kubectl_cmd(&["edit", "configmap", "cfg"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
     assert_eq!(
-        c.kubectl(&["patch", "cm", "cfg", "--type=json", "-p", r#"[{"op":"remove","path":"/data/a"}]"#]).ok(),
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/cfg edited\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "cm",
+            "cfg",
+            "-o",
+            "jsonpath={.metadata.labels.edited}"
+        ])
+        .ok(),
+        "yes"
+    );
+
+    assert_eq!(
+        c.kubectl(&["patch", "cm", "cfg", "-p", r#"{"data":{"s":"1"}}"#])
+            .ok(),
         "configmap/cfg patched\n"
     );
-    assert_eq!(c.kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data}"]).ok(), r#"{"m":"2","s":"1"}"#);
-    assert_eq!(c.kubectl(&["patch", "cm", "cfg", "-p", r#"{"data":{"s":"1"}}"#]).ok(), "configmap/cfg patched (no change)\n");
+    assert_eq!(
+        c.kubectl(&[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"m":"2"}}"#
+        ])
+        .ok(),
+        "configmap/cfg patched\n"
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "patch",
+            "cm",
+            "cfg",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/a"}]"#
+        ])
+        .ok(),
+        "configmap/cfg patched\n"
+    );
+    assert_eq!(
+        c.kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data}"])
+            .ok(),
+        r#"{"m":"2","s":"1"}"#
+    );
+    assert_eq!(
+        c.kubectl(&["patch", "cm", "cfg", "-p", r#"{"data":{"s":"1"}}"#])
+            .ok(),
+        "configmap/cfg patched (no change)\n"
+    );
 
-    let waiter = c.kubectl_cmd(&["wait", "--for=delete", "configmap/cfg", "--timeout=30s"]).output_async();
+    let waiter = c
+        .kubectl_cmd(&["wait", "--for=delete", "configmap/cfg", "--timeout=30s"])
+        .output_async();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(c.kubectl(&["delete", "cm", "cfg"]).ok(), "configmap \"cfg\" deleted\n");
+    assert_eq!(
+        c.kubectl(&["delete", "cm", "cfg"]).ok(),
+        "configmap \"cfg\" deleted\n"
+    );
     let waited = waiter.wait_with_output().unwrap();
-    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
 }
 
 trait OutputAsync {
@@ -116,7 +260,10 @@ trait OutputAsync {
 
 impl OutputAsync for std::process::Command {
     fn output_async(mut self) -> std::process::Child {
-        self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn")
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
     }
 }
 
@@ -124,8 +271,14 @@ impl OutputAsync for std::process::Command {
 fn server_side_apply_and_conflicts() {
     let c = Cluster::start();
     let pod = manifest("date-tail-emptydir.yaml");
-    assert_eq!(c.kubectl(&["apply", "-f", path(&pod)]).ok(), "pod/date-tail created\n");
-    let changed = std::fs::read_to_string(&pod).unwrap().replacen("image: alpine", "image: alpine:3", 1);
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&pod)]).ok(),
+        "pod/date-tail created\n"
+    );
+    let changed =
+        std::fs::read_to_string(&pod)
+            .unwrap()
+            .replacen("image: alpine", "image: alpine:3", 1);
     let changed = c.file("changed.yaml", &changed);
     let conflict = c.kubectl(&["apply", "--server-side", "-f", path(&changed)]);
     let err = conflict.err();
@@ -133,16 +286,55 @@ fn server_side_apply_and_conflicts() {
         err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: .spec.containers[name="date"].image"#),
         "{err}"
     );
-    let forced = c.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", path(&changed)]);
+    let forced = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        path(&changed),
+    ]);
     assert_eq!(forced.ok(), "pod/date-tail serverside-applied\n");
-    assert_eq!(c.kubectl(&["get", "pod", "date-tail", "-o", "jsonpath={.spec.containers[0].image}"]).ok(), "alpine:3");
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "pod",
+            "date-tail",
+            "-o",
+            "jsonpath={.spec.containers[0].image}"
+        ])
+        .ok(),
+        "alpine:3"
+    );
 
-    let cm = c.file("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: v\n");
-    assert_eq!(c.kubectl(&["apply", "--server-side", "-f", path(&cm)]).ok(), "configmap/ssa serverside-applied\n");
-    assert_eq!(c.kubectl(&["apply", "--server-side", "-f", path(&cm)]).ok(), "configmap/ssa serverside-applied\n");
-    let other = c.file("cm2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: other\n");
-    let err = c.kubectl(&["apply", "--server-side", "--field-manager=second", "-f", path(&other)]);
-    assert!(err.err().contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.k"#), "{}", err.stderr);
+    let cm = c.file(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: v\n",
+    );
+    assert_eq!(
+        c.kubectl(&["apply", "--server-side", "-f", path(&cm)]).ok(),
+        "configmap/ssa serverside-applied\n"
+    );
+    assert_eq!(
+        c.kubectl(&["apply", "--server-side", "-f", path(&cm)]).ok(),
+        "configmap/ssa serverside-applied\n"
+    );
+    let other = c.file(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: other\n",
+    );
+    let err = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=second",
+        "-f",
+        path(&other),
+    ]);
+    assert!(
+        err.err()
+            .contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.k"#),
+        "{}",
+        err.stderr
+    );
 }
 
 #[test]
@@ -150,7 +342,10 @@ fn discovery_explain_get_all_and_events() {
     let c = Cluster::start();
     let resources = c.kubectl(&["api-resources"]);
     let resources = resources.ok();
-    for line in ["pods                     po           v1", "namespaces               ns           v1                       false        Namespace"] {
+    for line in [
+        "pods                     po           v1",
+        "namespaces               ns           v1                       false        Namespace",
+    ] {
         assert!(resources.contains(line), "{line:?} missing in\n{resources}");
     }
     assert!(resources.contains("storageclasses"), "{resources}");
@@ -159,7 +354,10 @@ fn discovery_explain_get_all_and_events() {
     let explain = explain.ok();
     assert!(explain.contains("KIND:       Pod"), "{explain}");
     assert!(explain.contains("FIELD: volumes <[]Volume>"), "{explain}");
-    assert!(explain.contains("emptyDir\t<EmptyDirVolumeSource>"), "{explain}");
+    assert!(
+        explain.contains("emptyDir\t<EmptyDirVolumeSource>"),
+        "{explain}"
+    );
 
     let all = c.kubectl(&["get", "all"]);
     assert_eq!(all.ok(), "");
@@ -172,18 +370,39 @@ fn discovery_explain_get_all_and_events() {
     c.kubectl(&["apply", "-f", path(&event)]).ok();
     let events = c.kubectl(&["get", "events"]);
     let events = events.ok();
-    assert!(events.starts_with("LAST SEEN   TYPE     REASON      OBJECT          MESSAGE"), "{events}");
-    assert!(events.contains("Normal   Scheduled   pod/date-tail   hello"), "{events}");
-    let selected = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=date-tail", "-o", "name"]);
+    assert!(
+        events.starts_with("LAST SEEN   TYPE     REASON      OBJECT          MESSAGE"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Normal   Scheduled   pod/date-tail   hello"),
+        "{events}"
+    );
+    let selected = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=date-tail",
+        "-o",
+        "name",
+    ]);
     assert_eq!(selected.ok(), "event/e1\n");
-    let none = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=other", "-o", "name"]);
+    let none = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=other",
+        "-o",
+        "name",
+    ]);
     assert_eq!(none.ok(), "");
 }
 
 #[test]
 fn watch_sees_an_update() {
     let c = Cluster::start();
-    c.kubectl(&["create", "configmap", "w", "--from-literal=a=1"]).ok();
+    c.kubectl(&["create", "configmap", "w", "--from-literal=a=1"])
+        .ok();
     let mut watcher = c
         .kubectl_cmd(&["get", "configmaps", "-w", "--output-watch-events"])
         .stdout(std::process::Stdio::piped())
@@ -195,7 +414,10 @@ fn watch_sees_an_update() {
     let _ = watcher.kill();
     let out = watcher.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let words: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    let words: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert!(words.len() >= 3, "{text}");
     assert_eq!(words[0], ["EVENT", "NAME", "DATA", "AGE"], "{text}");
     assert_eq!(words[1][..3], ["ADDED", "w", "1"], "{text}");
@@ -206,12 +428,22 @@ fn watch_sees_an_update() {
 fn validation_errors_are_kubernetes_texts() {
     let c = Cluster::start();
     let base = std::fs::read_to_string(manifest("date-tail-emptydir.yaml")).unwrap();
-    let dup = base.replace("  volumes:\n  - name: log-volume\n    emptyDir:\n", "  volumes:\n  - name: log-volume\n    emptyDir:\n  - name: log-volume\n    emptyDir: {}\n");
+    let dup = base.replace(
+        "  volumes:\n  - name: log-volume\n    emptyDir:\n",
+        "  volumes:\n  - name: log-volume\n    emptyDir:\n  - name: log-volume\n    emptyDir: {}\n",
+    );
     let f = c.file("dup.yaml", &dup);
     let out = c.kubectl(&["apply", "-f", path(&f)]);
-    assert_eq!(out.err(), "The Pod \"date-tail\" is invalid: spec.volumes[1].name: Duplicate value: \"log-volume\"\n");
+    assert_eq!(
+        out.err(),
+        "The Pod \"date-tail\" is invalid: spec.volumes[1].name: Duplicate value: \"log-volume\"\n"
+    );
 
-    let missing = base.replacen("      mountPath: /var/log/date-tail", "      mountPath: /var/log/date-tail\n      subPath: /etc", 1);
+    let missing = base.replacen(
+        "      mountPath: /var/log/date-tail",
+        "      mountPath: /var/log/date-tail\n      subPath: /etc",
+        1,
+    );
     let f = c.file("subpath.yaml", &missing);
     let out = c.kubectl(&["apply", "-f", path(&f)]);
     assert_eq!(
@@ -219,14 +451,24 @@ fn validation_errors_are_kubernetes_texts() {
         "The Pod \"date-tail\" is invalid: spec.containers[0].volumeMounts.subPath: Invalid value: \"/etc\": must be a relative path\n"
     );
 
-    let two = base.replace("name: log-volume\n    emptyDir:", "name: Log_Volume\n    emptyDir:");
+    let two = base.replace(
+        "name: log-volume\n    emptyDir:",
+        "name: Log_Volume\n    emptyDir:",
+    );
     let f = c.file("two.yaml", &two);
     let out = c.kubectl(&["apply", "-f", path(&f)]);
     let err = out.err();
     assert!(err.starts_with("The Pod \"date-tail\" is invalid: \n* spec.volumes[0].name: Invalid value: \"Log_Volume\": a lowercase RFC 1123 label"), "{err}");
-    assert!(err.contains("* spec.containers[0].volumeMounts[0].name: Not found: \"log-volume\""), "{err}");
+    assert!(
+        err.contains("* spec.containers[0].volumeMounts[0].name: Not found: \"log-volume\""),
+        "{err}"
+    );
 
-    let typo = base.replacen("    image: alpine", "    image: alpine\n    imagePullPolcy: Always", 1);
+    let typo = base.replacen(
+        "    image: alpine",
+        "    image: alpine\n    imagePullPolcy: Always",
+        1,
+    );
     let f = c.file("typo.yaml", &typo);
     let out = c.kubectl(&["apply", "-f", path(&f)]);
     assert!(
@@ -238,7 +480,19 @@ fn validation_errors_are_kubernetes_texts() {
     assert_eq!(c.kubectl(&["get", "pods", "-o", "name"]).ok(), "");
 
     // Pod spec fields are immutable.
-    c.kubectl(&["apply", "-f", path(&manifest("date-tail-emptydir.yaml"))]).ok();
-    let out = c.kubectl(&["patch", "pod", "date-tail", "-p", r#"{"spec":{"restartPolicy":"Never"}}"#]);
-    assert!(out.err().contains("spec: Forbidden: pod updates may not change fields other than"), "{}", out.stderr);
+    c.kubectl(&["apply", "-f", path(&manifest("date-tail-emptydir.yaml"))])
+        .ok();
+    let out = c.kubectl(&[
+        "patch",
+        "pod",
+        "date-tail",
+        "-p",
+        r#"{"spec":{"restartPolicy":"Never"}}"#,
+    ]);
+    assert!(
+        out.err()
+            .contains("spec: Forbidden: pod updates may not change fields other than"),
+        "{}",
+        out.stderr
+    );
 }

@@ -16,7 +16,10 @@ pub async fn create(call: &Call) -> ApiResult<Response> {
     let obj = request::decode_body(&call.body, body_type)?;
     let (obj, warnings) = checked_body(call, obj)?;
     let created = create_object(call, obj).await?;
-    Ok(with_warnings(call.reply(StatusCode::CREATED, &created), &warnings))
+    Ok(with_warnings(
+        call.reply(StatusCode::CREATED, &created),
+        &warnings,
+    ))
 }
 
 /// Checks a decoded body against the path: kind, apiVersion, namespace and (per
@@ -24,7 +27,9 @@ pub async fn create(call: &Call) -> ApiResult<Response> {
 pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String>)> {
     let r = call.target.resource;
     let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let api_version = r.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
@@ -76,7 +81,10 @@ pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String
     if !unknown.is_empty() {
         match call.query.field_validation()? {
             FieldValidation::Strict => {
-                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
                 return Err(ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                     r.kind,
@@ -85,7 +93,9 @@ pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String
                     list.join(", ")
                 )));
             }
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}")))
+            }
             FieldValidation::Ignore => {}
         }
     }
@@ -109,7 +119,9 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
         check_namespace_open(call, r, ns, &name).await?;
     }
     let now = time::now();
-    let meta = obj["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("metadata vanished"))?;
+    let meta = obj["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::internal("metadata vanished"))?;
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now));
     meta.remove("resourceVersion");
@@ -134,7 +146,9 @@ async fn check_namespace_open(call: &Call, r: &Resource, ns: &str, name: &str) -
         Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(
             r,
             name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -143,8 +157,15 @@ async fn check_namespace_open(call: &Call, r: &Resource, ns: &str, name: &str) -
 /// Gives an object with `generateName` and no name a name: the prefix and five random characters
 /// from Kubernetes' alphabet (no vowels, no look-alike digits).
 fn generate_name(obj: &mut Value) {
-    let has_name = obj.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+    let has_name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let Some(prefix) = obj
+        .pointer("/metadata/generateName")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    else {
         return;
     };
     if has_name {
@@ -152,7 +173,10 @@ fn generate_name(obj: &mut Value) {
     }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let random = uuid::Uuid::new_v4();
-    let suffix: String = random.as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let suffix: String = random.as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
     // Kubernetes keeps the whole name within 63 characters by trimming the prefix.
     let trimmed: String = prefix.chars().take(58).collect();
     let name = format!("{trimmed}{suffix}");

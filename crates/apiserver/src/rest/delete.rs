@@ -35,12 +35,15 @@ fn options(call: &Call) -> ApiResult<DeleteOptions> {
     if let Some(g) = call.query.int("gracePeriodSeconds")? {
         grace = Some(g);
     }
-    if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str).or(call.query.non_empty("propagationPolicy")) {
-        if !["Orphan", "Background", "Foreground"].contains(&p) {
-            return Err(ApiError::bad_request(format!(
-                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-            )));
-        }
+    if let Some(p) = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(call.query.non_empty("propagationPolicy"))
+        && !["Orphan", "Background", "Foreground"].contains(&p)
+    {
+        return Err(ApiError::bad_request(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        )));
     }
     let mut dry_run = call.query.dry_run()?;
     if let Some(values) = body.get("dryRun").and_then(Value::as_array) {
@@ -48,8 +51,14 @@ fn options(call: &Call) -> ApiResult<DeleteOptions> {
     }
     Ok(DeleteOptions {
         grace_period: grace.map(|g| g.max(0)),
-        uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+        uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry_run,
     })
 }
@@ -66,7 +75,11 @@ pub async fn delete(call: &Call) -> ApiResult<Response> {
             let mut d = details(r, name);
             d["uid"] = uid;
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d});
-            Ok(super::json_response(StatusCode::OK, &status, "application/json"))
+            Ok(super::json_response(
+                StatusCode::OK,
+                &status,
+                "application/json",
+            ))
         }
     }
 }
@@ -81,16 +94,24 @@ pub enum Deleted {
 
 /// The grace period Kubernetes gives an object of `r` when the client names none.
 fn default_grace(r: &Resource, obj: &Value) -> i64 {
-    if r.kind != "Pod" || r.group != "" {
+    if r.kind != "Pod" || !r.group.is_empty() {
         return 0;
     }
     // Unscheduled and finished Pods have nothing to stop (pod strategy CheckGracefulDelete).
-    let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let scheduled = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !scheduled || phase == "Succeeded" || phase == "Failed" {
         return 0;
     }
-    obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+    obj.pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30)
 }
 
 /// Deletes one object through the generic path (also used by the namespace controller).
@@ -104,33 +125,52 @@ pub async fn delete_object(
     for _ in 0..16 {
         let obj = objects.get(r, ns, name).await?;
         if let Some(uid) = &opts.uid {
-            let actual = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+            let actual = obj
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if uid != actual {
                 return Err(ApiError::conflict_because(
                     r,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
                 ));
             }
         }
         if let Some(rv) = &opts.resource_version {
-            let actual = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            let actual = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if rv != actual {
                 return Err(ApiError::conflict_because(
                     r,
                     name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
                 ));
             }
         }
-        let expected = revision_of(&obj).ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
+        let expected = revision_of(&obj)
+            .ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
         let scheduled_grace = default_grace(r, &obj);
         // A Pod that no node runs is deleted at once whatever the client asked (as upstream).
-        let grace = if scheduled_grace == 0 && r.kind == "Pod" { 0 } else { opts.grace_period.unwrap_or(scheduled_grace) };
-        let has_finalizers =
-            obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let grace = if scheduled_grace == 0 && r.kind == "Pod" {
+            0
+        } else {
+            opts.grace_period.unwrap_or(scheduled_grace)
+        };
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
-        let current_grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+        let current_grace = obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
         if grace == 0 && !has_finalizers {
             if opts.dry_run {
                 return Ok(Deleted::Gone(obj));
@@ -147,7 +187,9 @@ pub async fn delete_object(
         }
         let mut new = obj.clone();
         let deadline = time::after_seconds(grace);
-        let meta = new["metadata"].as_object_mut().ok_or_else(|| ApiError::internal("metadata is not an object"))?;
+        let meta = new["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::internal("metadata is not an object"))?;
         if !marked || grace < current_grace.unwrap_or(i64::MAX) {
             meta.insert("deletionTimestamp".into(), json!(deadline));
         }
@@ -184,5 +226,9 @@ pub async fn delete_collection(call: &Call) -> ApiResult<Response> {
         }
     }
     let list = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items});
-    Ok(super::json_response(StatusCode::OK, &list, "application/json"))
+    Ok(super::json_response(
+        StatusCode::OK,
+        &list,
+        "application/json",
+    ))
 }

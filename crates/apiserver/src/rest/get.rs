@@ -7,6 +7,9 @@ use axum::response::Response;
 
 /// Reads one object.
 pub async fn get(call: &Call) -> ApiResult<Response> {
-    let obj = call.objects().get(call.target.resource, call.ns(), call.name()?).await?;
+    let obj = call
+        .objects()
+        .get(call.target.resource, call.ns(), call.name()?)
+        .await?;
     Ok(call.reply(StatusCode::OK, &obj))
 }

@@ -22,12 +22,23 @@ pub fn list_request(call: &Call) -> ApiResult<ListRequest> {
     let fields = call
         .query
         .non_empty("fieldSelector")
-        .map(|s| FieldSelector::parse(s).and_then(|f| f.check_supported(call.target.resource).map(|_| f)))
+        .map(|s| {
+            FieldSelector::parse(s).and_then(|f| f.check_supported(call.target.resource).map(|_| f))
+        })
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let limit = call.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = call
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let continue_token = call.query.non_empty("continue").map(str::to_string);
-    Ok(ListRequest { labels, fields, limit, continue_token })
+    Ok(ListRequest {
+        labels,
+        fields,
+        limit,
+        continue_token,
+    })
 }
 
 /// Lists a collection.

@@ -50,7 +50,10 @@ impl Call {
 
     /// The object name of an item path.
     pub fn name(&self) -> ApiResult<&str> {
-        self.target.name.as_deref().ok_or_else(ApiError::method_not_allowed)
+        self.target
+            .name
+            .as_deref()
+            .ok_or_else(ApiError::method_not_allowed)
     }
 
     /// The field manager: the `fieldManager` parameter, or the client's user agent up to its first `/`.
@@ -58,13 +61,20 @@ impl Call {
         if let Some(m) = self.query.non_empty("fieldManager") {
             return m.to_string();
         }
-        let agent = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let agent = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_string()
     }
 
     /// Whether this is a server-side apply, whose managed fields the apply itself records.
     pub fn is_apply(&self) -> bool {
-        matches!(request::body_type(&self.headers), Ok(request::BodyType::ApplyPatch))
+        matches!(
+            request::body_type(&self.headers),
+            Ok(request::BodyType::ApplyPatch)
+        )
     }
 
     /// Records the field manager's ownership of what this write changed (ordinary writes only).
@@ -77,7 +87,12 @@ impl Call {
     /// A reply holding `obj` (or its Table, when the client asked for one).
     pub fn reply(&self, code: StatusCode, obj: &Value) -> Response {
         if request::wants_table(&self.headers) {
-            let t = table::table(self.target.resource, std::slice::from_ref(obj), None, &self.query);
+            let t = table::table(
+                self.target.resource,
+                std::slice::from_ref(obj),
+                None,
+                &self.query,
+            );
             return json_response(code, &t, TABLE_CONTENT_TYPE);
         }
         json_response(code, obj, "application/json")
@@ -91,7 +106,8 @@ pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.
 pub fn json_response(code: StatusCode, body: &Value, content_type: &'static str) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = (code, bytes).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -108,13 +124,19 @@ pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 
 /// Runs the verb that `method` and the path name.
 pub async fn dispatch(call: Call, method: &Method) -> Response {
-    let result = match (method, call.target.name.is_some(), call.target.subresource.as_deref()) {
+    let result = match (
+        method,
+        call.target.name.is_some(),
+        call.target.subresource.as_deref(),
+    ) {
         (&Method::GET, false, None) if call.query.flag("watch") => watch::watch(&call).await,
         (&Method::GET, false, None) => list::list(&call).await,
         (&Method::POST, false, None) => create::create(&call).await,
         (&Method::DELETE, false, None) => delete::delete_collection(&call).await,
         (&Method::GET, true, None | Some("status")) => get::get(&call).await,
-        (&Method::PUT, true, None | Some("status") | Some("finalize")) => update::update(&call).await,
+        (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
+            update::update(&call).await
+        }
         (&Method::PATCH, true, None | Some("status")) => patch::patch(&call).await,
         (&Method::DELETE, true, None) => delete::delete(&call).await,
         (_, true, Some(sub)) => subresource::handle(&call, method, sub).await,

@@ -18,11 +18,16 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
     let name = call.name()?.to_string();
     let kind = request::body_type(&call.headers)?;
     let patch = match kind {
-        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::ApplyPatch => {
-            request::decode_body(&call.body, kind)?
-        }
+        BodyType::JsonPatch
+        | BodyType::MergePatch
+        | BodyType::StrategicMergePatch
+        | BodyType::ApplyPatch => request::decode_body(&call.body, kind)?,
         _ => {
-            let ct = call.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = call
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             return Err(ApiError::unsupported_media_type(ct));
         }
     };
@@ -31,7 +36,9 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
         // A null in an apply configuration means "not set" (YAML's `emptyDir:`), not a value to own.
         strip_nulls(&mut patch);
         if call.query.non_empty("fieldManager").is_none() {
-            return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must have a fieldManager"));
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requests must have a fieldManager",
+            ));
         }
         if call.objects().try_get(r, call.ns(), &name).await?.is_none() {
             let (obj, warnings) = checked_body(call, patch.clone())?;
@@ -39,7 +46,10 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
             let applied = api::patch::apply(None, &obj, &call.field_manager(), true, r, &now)
                 .map_err(|e| apply_error(r, &name, e))?;
             let created = create_object(call, applied).await?;
-            return Ok(with_warnings(call.reply(StatusCode::CREATED, &created), &warnings));
+            return Ok(with_warnings(
+                call.reply(StatusCode::CREATED, &created),
+                &warnings,
+            ));
         }
     }
     let mut warnings = Vec::new();
@@ -53,18 +63,30 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
     Ok(with_warnings(call.reply(StatusCode::OK, &saved), &warnings))
 }
 
-fn apply_patch(call: &Call, kind: BodyType, old: &Value, patch: &Value, name: &str) -> ApiResult<Value> {
+fn apply_patch(
+    call: &Call,
+    kind: BodyType,
+    old: &Value,
+    patch: &Value,
+    name: &str,
+) -> ApiResult<Value> {
     let r = call.target.resource;
     let mut doc = old.clone();
     match kind {
         BodyType::JsonPatch => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::invalid_patch(&e.to_string()))?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
+            json_patch::patch(&mut doc, &ops)
+                .map_err(|e| ApiError::invalid_patch(&e.to_string()))?;
         }
         BodyType::MergePatch => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("the request body must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object",
+                ));
             }
             json_patch::merge(&mut doc, patch);
         }
@@ -84,10 +106,13 @@ fn apply_patch(call: &Call, kind: BodyType, old: &Value, patch: &Value, name: &s
         _ => return Err(ApiError::unsupported_media_type("")),
     }
     // The patch result keeps the stored resourceVersion unless the patch set one (a precondition).
-    if patch.pointer("/metadata/resourceVersion").is_none() {
-        if let (Some(meta), Some(rv)) = (doc.get_mut("metadata").and_then(Value::as_object_mut), old.pointer("/metadata/resourceVersion")) {
-            meta.insert("resourceVersion".into(), rv.clone());
-        }
+    if patch.pointer("/metadata/resourceVersion").is_none()
+        && let (Some(meta), Some(rv)) = (
+            doc.get_mut("metadata").and_then(Value::as_object_mut),
+            old.pointer("/metadata/resourceVersion"),
+        )
+    {
+        meta.insert("resourceVersion".into(), rv.clone());
     }
     Ok(doc)
 }

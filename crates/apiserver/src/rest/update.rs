@@ -25,13 +25,15 @@ pub async fn update(call: &Call) -> ApiResult<Response> {
     }
     let precondition = revision_of(&new);
     if new.pointer("/metadata/resourceVersion").is_some() && precondition.is_none() {
-        return Err(ApiError::bad_request("resourceVersion: Invalid value: must be a number"));
+        return Err(ApiError::bad_request(
+            "resourceVersion: Invalid value: must be a number",
+        ));
     }
     let old = call.objects().get(r, call.ns(), name).await?;
-    if let Some(want) = precondition {
-        if revision_of(&old) != Some(want) {
-            return Err(ApiError::conflict(r, name));
-        }
+    if let Some(want) = precondition
+        && revision_of(&old) != Some(want)
+    {
+        return Err(ApiError::conflict(r, name));
     }
     let saved = write_update(call, &old, new).await?;
     Ok(with_warnings(call.reply(StatusCode::OK, &saved), &warnings))
@@ -43,8 +45,17 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
     let r = call.target.resource;
     let (ns, name) = identity(old);
     // Identity and system fields come from the stored object, never from the client.
-    for key in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
-        let meta = new["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+    ] {
+        let meta = new["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
         match old.pointer(&format!("/metadata/{key}")) {
             Some(v) if key != "name" && key != "namespace" => {
                 meta.insert(key.into(), v.clone());
@@ -79,7 +90,8 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
     }
     let now = time::now();
     call.record_manager(Some(old), &mut new, &now);
-    let expected = revision_of(old).ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
+    let expected = revision_of(old)
+        .ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
     if call.query.dry_run()? {
         return Ok(new);
     }
@@ -88,7 +100,10 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
         return Ok(old.clone());
     }
     if should_delete_now(&new) {
-        return call.objects().delete(r, ns.as_deref(), &name, expected).await;
+        return call
+            .objects()
+            .delete(r, ns.as_deref(), &name, expected)
+            .await;
     }
     call.objects().update(r, new, expected).await
 }
@@ -97,8 +112,14 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
 /// grace period (a Pod's grace period is waited for by its node).
 pub fn should_delete_now(obj: &Value) -> bool {
     let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
-    let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    let grace = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+    let finalizers = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let grace = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     marked && !finalizers && grace == 0
 }
 
@@ -126,10 +147,10 @@ where
     for _ in 0..16 {
         let old = call.objects().get(r, call.ns(), name).await?;
         let new = change(&old)?;
-        if let Some(want) = revision_of(&new) {
-            if revision_of(&old) != Some(want) {
-                return Err(ApiError::conflict(r, name));
-            }
+        if let Some(want) = revision_of(&new)
+            && revision_of(&old) != Some(want)
+        {
+            return Err(ApiError::conflict(r, name));
         }
         match write_update(call, &old, new).await {
             Err(e) if e.reason == "Conflict" => continue,

@@ -29,33 +29,62 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 pub async fn watch(call: &Call) -> ApiResult<Response> {
     let r = call.target.resource;
     let req = list_request(call)?;
-    let timeout = call.query.int("timeoutSeconds")?.filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
+    let timeout = call
+        .query
+        .int("timeoutSeconds")?
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64));
     let format = Format {
         table: request::wants_table(&call.headers),
-        include: call.query.non_empty("includeObject").unwrap_or("Metadata").to_string(),
+        include: call
+            .query
+            .non_empty("includeObject")
+            .unwrap_or("Metadata")
+            .to_string(),
         bookmarks: call.query.flag("allowWatchBookmarks"),
     };
     let objects = call.objects().clone();
     let ns = call.ns().map(str::to_string);
     let (initial, from) = match call.query.non_empty("resourceVersion") {
         None | Some("0") => {
-            let all = ListRequest { labels: req.labels.clone(), fields: req.fields.clone(), ..Default::default() };
+            let all = ListRequest {
+                labels: req.labels.clone(),
+                fields: req.fields.clone(),
+                ..Default::default()
+            };
             let page = objects.list(r, ns.as_deref(), &all).await?;
             (page.items, page.revision)
         }
         Some(rv) => {
-            let from: i64 = rv
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))?;
+            let from: i64 = rv.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {rv:?}: must be a number"
+                ))
+            })?;
             (Vec::new(), from)
         }
     };
-    let content_type = if format.table { super::TABLE_CONTENT_TYPE } else { "application/json" };
+    let content_type = if format.table {
+        super::TABLE_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
-    tokio::spawn(run(objects, r, ns, req, initial, from, format, timeout.unwrap_or(DEFAULT_TIMEOUT), tx));
+    tokio::spawn(run(
+        objects,
+        r,
+        ns,
+        req,
+        initial,
+        from,
+        format,
+        timeout.unwrap_or(DEFAULT_TIMEOUT),
+        tx,
+    ));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
 
@@ -88,7 +117,11 @@ async fn run(
             return;
         }
     }
-    let mut events = match objects.store().watch(&r.key_prefix(ns.as_deref()), from).await {
+    let mut events = match objects
+        .store()
+        .watch(&r.key_prefix(ns.as_deref()), from)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             let status = ApiError::from(e).status();
@@ -98,7 +131,8 @@ async fn run(
     };
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut bookmark = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+    let mut bookmark =
+        tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     let mut last_revision = from;
     loop {
         tokio::select! {
@@ -119,8 +153,10 @@ async fn run(
                     }
                 };
                 last_revision = event.revision();
-                if let Some((kind, obj)) = translate(&objects, r, &req, &event) {
-                    if !send(kind, &obj).await { return; }
+                if let Some((kind, obj)) = translate(&objects, r, &req, &event)
+                    && !send(kind, &obj).await
+                {
+                    return;
                 }
             }
         }
@@ -128,9 +164,18 @@ async fn run(
 }
 
 /// The watch event a store event becomes for this watcher, if any.
-fn translate(objects: &Objects, r: &Resource, req: &ListRequest, event: &Event) -> Option<(&'static str, Value)> {
+fn translate(
+    objects: &Objects,
+    r: &Resource,
+    req: &ListRequest,
+    event: &Event,
+) -> Option<(&'static str, Value)> {
     let now = Objects::decode(&event.kv).ok()?;
-    let prev_matches = event.prev.as_ref().and_then(|p| Objects::decode(p).ok()).is_some_and(|p| objects.matches(r, &p, req));
+    let prev_matches = event
+        .prev
+        .as_ref()
+        .and_then(|p| Objects::decode(p).ok())
+        .is_some_and(|p| objects.matches(r, &p, req));
     match event.kind {
         EventKind::Create => objects.matches(r, &now, req).then_some(("ADDED", now)),
         EventKind::Update => match (prev_matches, objects.matches(r, &now, req)) {
@@ -139,7 +184,9 @@ fn translate(objects: &Objects, r: &Resource, req: &ListRequest, event: &Event) 
             (true, false) => Some(("DELETED", now)),
             (false, false) => None,
         },
-        EventKind::Delete => (prev_matches || objects.matches(r, &now, req)).then_some(("DELETED", now)),
+        EventKind::Delete => {
+            (prev_matches || objects.matches(r, &now, req)).then_some(("DELETED", now))
+        }
     }
 }
 

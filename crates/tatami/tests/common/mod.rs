@@ -36,14 +36,22 @@ impl Run {
     /// Panics unless the command succeeded; returns stdout.
     #[track_caller]
     pub fn ok(&self) -> &str {
-        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         &self.stdout
     }
 
     /// Panics unless the command failed; returns stderr.
     #[track_caller]
     pub fn err(&self) -> &str {
-        assert_ne!(self.code, 0, "command succeeded unexpectedly:\nstdout: {}", self.stdout);
+        assert_ne!(
+            self.code, 0,
+            "command succeeded unexpectedly:\nstdout: {}",
+            self.stdout
+        );
         &self.stderr
     }
 }
@@ -56,7 +64,10 @@ pub fn tatami_bin() -> &'static str {
 impl Cluster {
     /// Starts `tatami up --port 0` on a fresh data dir and waits until it is ready.
     pub fn start() -> Cluster {
-        let dir = tempfile::Builder::new().prefix("tatami-test").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("tatami-test")
+            .tempdir()
+            .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
         let mut c = Cluster { dir, child: None };
         c.up();
@@ -91,8 +102,16 @@ impl Cluster {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig().exists() {
-            assert!(Instant::now() < deadline, "tatami up wrote no kubeconfig: {}", self.log());
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            assert!(
+                Instant::now() < deadline,
+                "tatami up wrote no kubeconfig: {}",
+                self.log()
+            );
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("tatami up exited with {status}: {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -112,7 +131,10 @@ impl Cluster {
     /// Stops `up` with `signal` ("TERM" or "KILL") and waits for it.
     pub fn stop(&mut self, signal: &str) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status();
             let _ = child.wait();
         }
     }
@@ -142,7 +164,12 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
         Run::from(child.wait_with_output().expect("kubectl output"))
     }
 
@@ -157,7 +184,9 @@ impl Cluster {
     pub async fn client(&self) -> kube::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
         kube::Client::try_from(config).expect("client")
     }
 }
@@ -170,7 +199,9 @@ impl Drop for Cluster {
 
 /// The tutorial's manifests.
 pub fn manifest(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/manifests")
+        .join(name)
 }
 
 /// Retries `f` until it returns true or `secs` pass.
