@@ -63,13 +63,47 @@ impl Objects {
         Ok(obj)
     }
 
+    /// The stored form: JSON with `metadata` first and no `resourceVersion` (it is the store's
+    /// revision, set on every read). Putting metadata first lets [`Objects::raw`] splice the
+    /// revision in without parsing the object.
     fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
-        // resourceVersion is the store's revision and is set on every read, so it is not stored.
-        let mut obj = obj.clone();
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
+        let map = obj
+            .as_object()
+            .ok_or_else(|| ApiError::internal("an object must be a JSON map"))?;
+        let mut meta = map.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("resourceVersion");
         }
-        serde_json::to_vec(&obj).map_err(ApiError::internal)
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b"{\"metadata\":");
+        serde_json::to_writer(&mut out, &meta).map_err(ApiError::internal)?;
+        for (k, v) in map.iter().filter(|(k, _)| k.as_str() != "metadata") {
+            out.push(b',');
+            serde_json::to_writer(&mut out, k).map_err(ApiError::internal)?;
+            out.push(b':');
+            serde_json::to_writer(&mut out, v).map_err(ApiError::internal)?;
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// The object's JSON with its `resourceVersion`, spliced into the stored bytes (no parse).
+    pub fn raw(kv: &KeyValue) -> ApiResult<Vec<u8>> {
+        const PREFIX: &[u8] = b"{\"metadata\":{";
+        if !kv.value.starts_with(PREFIX) {
+            // Written by something else: take the slow road.
+            return serde_json::to_vec(&Self::decode(kv)?).map_err(ApiError::internal);
+        }
+        let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
+        let rest = &kv.value[PREFIX.len()..];
+        let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
+        out.extend_from_slice(PREFIX);
+        out.extend_from_slice(rv.as_bytes());
+        if rest.first() != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        Ok(out)
     }
 
     /// The object, or `None`.
@@ -97,10 +131,61 @@ impl Objects {
         ns: Option<&str>,
         req: &ListRequest,
     ) -> ApiResult<ListResult> {
+        let mut items = Vec::new();
+        let page = self
+            .scan(r, ns, req, |kv| {
+                let obj = Self::decode(kv)?;
+                let keep = self.matches(r, &obj, req);
+                if keep {
+                    items.push(obj);
+                }
+                Ok(keep)
+            })
+            .await?;
+        Ok(ListResult { items, ..page })
+    }
+
+    /// Like [`Objects::list`], but each item as JSON bytes: without selectors, no object is
+    /// parsed at all (the fast path of big lists).
+    pub async fn list_raw(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        req: &ListRequest,
+    ) -> ApiResult<(Vec<Vec<u8>>, ListResult)> {
+        let mut items = Vec::new();
+        let filtered = req.labels.is_some() || req.fields.is_some();
+        let page = self
+            .scan(r, ns, req, |kv| {
+                let keep = !filtered || self.matches(r, &Self::decode(kv)?, req);
+                if keep {
+                    items.push(Self::raw(kv)?);
+                }
+                Ok(keep)
+            })
+            .await?;
+        Ok((items, page))
+    }
+
+    /// Walks the matching keys page by page; `take` sees each and says whether it matched.
+    /// Returns the list's revision, continue token and remaining count (items left empty).
+    async fn scan(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        req: &ListRequest,
+        mut take: impl FnMut(&KeyValue) -> ApiResult<bool>,
+    ) -> ApiResult<ListResult> {
         let prefix = r.key_prefix(ns);
         let (mut revision, mut after_key) = match &req.continue_token {
             Some(token) => decode_continue(token, &prefix)?,
             None => (None, None),
+        };
+        let done = |revision| ListResult {
+            items: Vec::new(),
+            revision,
+            continue_token: None,
+            remaining: None,
         };
         // A pinned name reads one key instead of the whole prefix.
         let pinned = req.fields.as_ref().and_then(|f| f.name_selector());
@@ -108,23 +193,14 @@ impl Objects {
             pinned.filter(|_| req.continue_token.is_none() && (!r.namespaced || ns.is_some()))
         {
             let (rev, kv) = self.store.get(&r.key(ns, name)).await?;
-            let mut items = Vec::new();
             if let Some(kv) = kv {
-                let obj = Self::decode(&kv)?;
-                if self.matches(r, &obj, req) {
-                    items.push(obj);
-                }
+                take(&kv)?;
             }
-            return Ok(ListResult {
-                items,
-                revision: rev,
-                continue_token: None,
-                remaining: None,
-            });
+            return Ok(done(rev));
         }
-        let mut items = Vec::new();
+        let mut taken = 0usize;
         loop {
-            let want = req.limit.map(|l| l - items.len());
+            let want = req.limit.map(|l| l - taken);
             let page = self
                 .store
                 .list(
@@ -139,22 +215,15 @@ impl Objects {
             revision = Some(page.revision);
             let last_key = page.items.last().map(|kv| kv.key.clone());
             for kv in &page.items {
-                let obj = Self::decode(kv)?;
-                if self.matches(r, &obj, req) {
-                    items.push(obj);
+                if take(kv)? {
+                    taken += 1;
                 }
             }
-            let full = req.limit.is_some_and(|l| items.len() >= l);
             if page.remaining == 0 || last_key.is_none() {
-                return Ok(ListResult {
-                    items,
-                    revision: page.revision,
-                    continue_token: None,
-                    remaining: None,
-                });
+                return Ok(done(page.revision));
             }
             after_key = last_key;
-            if full {
+            if req.limit.is_some_and(|l| taken >= l) {
                 let token =
                     encode_continue(page.revision, after_key.as_deref().unwrap_or(""), &prefix);
                 let remaining = if req.labels.is_none() && req.fields.is_none() {
@@ -163,7 +232,7 @@ impl Objects {
                     None
                 };
                 return Ok(ListResult {
-                    items,
+                    items: Vec::new(),
                     revision: page.revision,
                     continue_token: Some(token),
                     remaining,

@@ -106,7 +106,7 @@ pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String
 /// fields, namespace checks, managed fields, then the store (unless `dryRun`).
 pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     let r = call.target.resource;
-    generate_name(&mut obj);
+    let generated = generate_name(&mut obj);
     api::strategy::prepare_for_create(r, &mut obj);
     api::strategy::default_object(r, &mut obj);
     let (ns, name) = identity(&obj);
@@ -132,7 +132,17 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     if call.query.dry_run()? {
         return Ok(obj);
     }
-    let created = call.objects().create(r, obj).await?;
+    // A generated name can collide; kube-apiserver retries those with a new suffix.
+    let mut tries = 0;
+    let created = loop {
+        match call.objects().create(r, obj.clone()).await {
+            Err(e) if e.reason == "AlreadyExists" && generated && tries < 8 => {
+                tries += 1;
+                obj["metadata"]["name"] = json!(random_name(&obj));
+            }
+            other => break other?,
+        }
+    };
     crate::controllers::after_create(&call.state, r, &created).await;
     Ok(created)
 }
@@ -154,31 +164,37 @@ async fn check_namespace_open(call: &Call, r: &Resource, ns: &str, name: &str) -
     }
 }
 
-/// Gives an object with `generateName` and no name a name: the prefix and five random characters
-/// from Kubernetes' alphabet (no vowels, no look-alike digits).
-fn generate_name(obj: &mut Value) {
+/// Gives an object with `generateName` and no name a name; says whether it did.
+fn generate_name(obj: &mut Value) -> bool {
     let has_name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
-    let Some(prefix) = obj
+    if has_name
+        || obj
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return false;
+    }
+    obj["metadata"]["name"] = json!(random_name(obj));
+    true
+}
+
+/// The `generateName` prefix and five random characters from Kubernetes' alphabet (no vowels,
+/// no look-alike digits), the prefix trimmed so the name stays within 63 characters.
+fn random_name(obj: &Value) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let prefix = obj
         .pointer("/metadata/generateName")
         .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-    else {
-        return;
-    };
-    if has_name {
-        return;
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        .unwrap_or_default();
     let random = uuid::Uuid::new_v4();
     let suffix: String = random.as_bytes()[..5]
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect();
-    // Kubernetes keeps the whole name within 63 characters by trimming the prefix.
     let trimmed: String = prefix.chars().take(58).collect();
-    let name = format!("{trimmed}{suffix}");
-    obj["metadata"]["name"] = json!(name);
+    format!("{trimmed}{suffix}")
 }

@@ -106,10 +106,16 @@ async fn run(
     timeout: Duration,
     tx: mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
 ) {
-    let mut first = true;
-    let mut send = async |kind: &str, obj: &Value| -> bool {
-        let line = encode(r, kind, obj, &format, first);
-        first = false;
+    let plain = req.labels.is_none() && req.fields.is_none() && !format.table;
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let send = async |kind: &str, obj: &Value| -> bool {
+        let line = encode(
+            r,
+            kind,
+            obj,
+            &format,
+            first.swap(false, std::sync::atomic::Ordering::Relaxed),
+        );
         tx.send(Ok(line)).await.is_ok()
     };
     for obj in &initial {
@@ -153,7 +159,14 @@ async fn run(
                     }
                 };
                 last_revision = event.revision();
-                if let Some((kind, obj)) = translate(&objects, r, &req, &event)
+                if plain {
+                    // No selector and no table: the stored bytes go out as they are.
+                    let Ok(line) = raw_line(&event) else { continue };
+                    first.store(false, std::sync::atomic::Ordering::Relaxed);
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                } else if let Some((kind, obj)) = translate(&objects, r, &req, &event)
                     && !send(kind, &obj).await
                 {
                     return;
@@ -161,6 +174,23 @@ async fn run(
             }
         }
     }
+}
+
+/// The watch line of a store event for a watcher without selectors, from the stored bytes.
+fn raw_line(event: &Event) -> Result<Vec<u8>, ApiError> {
+    let kind = match event.kind {
+        EventKind::Create => "ADDED",
+        EventKind::Update => "MODIFIED",
+        EventKind::Delete => "DELETED",
+    };
+    let object = Objects::raw(&event.kv)?;
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(&object);
+    line.extend_from_slice(b"}\n");
+    Ok(line)
 }
 
 /// The watch event a store event becomes for this watcher, if any.
