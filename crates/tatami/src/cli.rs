@@ -23,6 +23,21 @@ pub enum Command {
     Reset(DataDirArgs),
     /// Print the path of the kubeconfig.
     Kubeconfig(DataDirArgs),
+    /// A shell, or one command, on a node (like `minikube ssh`).
+    Ssh(SshArgs),
+}
+
+/// Arguments of `tatami ssh`.
+#[derive(Args, Debug)]
+pub struct SshArgs {
+    /// The data directory.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// The node (default: the only one).
+    pub node: Option<String>,
+    /// The command to run instead of a shell.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 /// Where the cluster keeps its state.

@@ -1,13 +1,14 @@
 //! `tatami`: a Kubernetes-compatible cluster in one binary.
 //!
 //! Layout: [`cli`] holds the command-line arguments only; each subcommand lives in its own
-//! module ([`up`], [`down`], [`kubeconfig`]); [`datadir`] knows the data directory's files.
+//! module ([`up`], [`down`], [`kubeconfig`], [`ssh`]); [`datadir`] knows the data directory's files.
 //! `up` wires the store, the API server and the controllers together.
 
 mod cli;
 mod datadir;
 mod down;
 mod kubeconfig;
+mod ssh;
 mod up;
 
 use clap::Parser;
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Down(a) => down::run(a),
         cli::Command::Reset(a) => down::reset(a),
         cli::Command::Kubeconfig(a) => kubeconfig::print_path(a),
+        cli::Command::Ssh(a) => ssh::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
