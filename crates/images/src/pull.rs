@@ -1,0 +1,543 @@
+//! Pulling from registries with oci-client, in containerd's manner: hosts are tried in order
+//! (the mirrors for the registry, then the registry itself), a 404 moves on to the next host,
+//! and the first other failure is what is reported when no host has the image. Every blob is
+//! hashed as it arrives and renamed into the store only when it matches its descriptor; blobs
+//! already in the store are not fetched again.
+
+use crate::content::{ImageRecord, LayerRecord};
+use crate::error::{Error, Result};
+use crate::manifest::{ACCEPTED, AnyManifest, ConfigFile, Descriptor, select_platform};
+use crate::reference::{Reference, normalize};
+use crate::unpack::hex;
+use crate::{Image, ImageStore, Progress, ProgressState, RegistryAuth, RegistryConfig};
+use futures::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth as OciAuth;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
+use tokio::io::AsyncWriteExt;
+
+/// A place to fetch a registry's content from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// `host[:port]` to connect to.
+    pub host: String,
+    /// Plain HTTP.
+    pub http: bool,
+    /// HTTPS without verifying the certificate.
+    pub skip_verify: bool,
+}
+
+/// The parsed registry settings.
+#[derive(Debug, Default)]
+pub(crate) struct Registries {
+    mirrors: Vec<(String, Endpoint)>,
+    insecure: Vec<String>,
+}
+
+impl Registries {
+    pub(crate) fn new(config: &RegistryConfig) -> Result<Registries> {
+        let mut mirrors = Vec::new();
+        for (host, url) in &config.mirrors {
+            let bad = |reason: &str| Error::Config {
+                mirror: format!("{host}={url}"),
+                reason: reason.to_string(),
+            };
+            let (http, rest) = if let Some(rest) = url.strip_prefix("http://") {
+                (true, rest)
+            } else if let Some(rest) = url.strip_prefix("https://") {
+                (false, rest)
+            } else if url.contains("://") {
+                return Err(bad("the URL must start with http:// or https://"));
+            } else {
+                (false, url.as_str())
+            };
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            // oci-client always puts `/v2/` right after the host, so a mirror cannot live under
+            // a path prefix; `/` and `/v2` are the same as none.
+            if !matches!(path.trim_end_matches('/'), "" | "v2") {
+                return Err(bad("a mirror URL may not have a path"));
+            }
+            if authority.is_empty() || host.is_empty() {
+                return Err(bad(
+                    "both the registry host and the mirror's host are needed",
+                ));
+            }
+            let skip_verify = !http && config.insecure.iter().any(|h| h == authority);
+            mirrors.push((
+                host.clone(),
+                Endpoint {
+                    host: authority.to_string(),
+                    http,
+                    skip_verify,
+                },
+            ));
+        }
+        Ok(Registries {
+            mirrors,
+            insecure: config.insecure.clone(),
+        })
+    }
+
+    /// The hosts to try for a registry, in order.
+    pub(crate) fn endpoints(&self, domain: &str, default_endpoint: bool) -> Vec<Endpoint> {
+        let mut out: Vec<Endpoint> = self
+            .mirrors
+            .iter()
+            .filter(|(h, _)| h == domain)
+            .map(|(_, e)| e.clone())
+            .collect();
+        if out.is_empty() || default_endpoint {
+            let http = self.insecure.iter().any(|h| h == domain);
+            out.push(Endpoint {
+                host: domain.to_string(),
+                http,
+                skip_verify: false,
+            });
+        }
+        out
+    }
+}
+
+impl Endpoint {
+    fn client(&self) -> oci_client::Client {
+        oci_client::Client::new(ClientConfig {
+            protocol: if self.http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: self.skip_verify,
+            // We pick the platform ourselves so that the index itself is kept and verified.
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            ..Default::default()
+        })
+    }
+
+    fn reference(&self, r: &Reference) -> oci_client::Reference {
+        // A digest pins the content, so it is what is asked for when a tag comes with it.
+        match (&r.digest, &r.tag) {
+            (Some(d), _) => {
+                oci_client::Reference::with_digest(self.host.clone(), r.path.clone(), d.clone())
+            }
+            (None, tag) => oci_client::Reference::with_tag(
+                self.host.clone(),
+                r.path.clone(),
+                tag.clone().unwrap_or_else(|| "latest".to_string()),
+            ),
+        }
+    }
+}
+
+/// How a failed request is reported.
+fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
+    }
+}
+
+/// Words a registry failure as containerd's resolver does.
+fn describe(err: &OciDistributionError) -> String {
+    const DENIED: &str =
+        "pull access denied, repository does not exist or may require authorization";
+    match err {
+        OciDistributionError::UnauthorizedError { .. } => format!("{DENIED}: authorization failed"),
+        OciDistributionError::AuthenticationFailure(reason) => {
+            format!("{DENIED}: server message: {}", reason.trim())
+        }
+        OciDistributionError::RegistryError { envelope, url } => {
+            let denied = envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied));
+            let messages: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| {
+                    let code = serde_json::to_value(&e.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_lowercase))
+                        .unwrap_or_default();
+                    format!("{code}: {}", e.message)
+                })
+                .collect();
+            if denied {
+                format!("{DENIED}: server message: {}", messages.join("; "))
+            } else {
+                format!(
+                    "unexpected status from GET request to {url}: {}",
+                    messages.join("; ")
+                )
+            }
+        }
+        OciDistributionError::ServerError { code, url, .. } => {
+            let reason = http::StatusCode::from_u16(*code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            format!("unexpected status from GET request to {url}: {code} {reason}")
+                .trim_end()
+                .to_string()
+        }
+        OciDistributionError::RequestError(e) => format!("failed to do request: {}", chain(e)),
+        other => chain(other),
+    }
+}
+
+/// An error and its causes, joined as Go's wrapped errors print.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// A host that answered for the reference, with the client that asked it.
+struct Resolved {
+    client: oci_client::Client,
+    reference: oci_client::Reference,
+}
+
+impl ImageStore {
+    /// Pulls an image (anonymously, or with `auth` from an imagePullSecret), reporting each
+    /// layer's progress, and returns it once every layer is unpacked. An image whose blobs are
+    /// all present costs one manifest request. The progress callback is `Send + Sync` so the
+    /// pull can run on any runtime thread.
+    pub async fn pull_with_progress(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Image> {
+        let r = normalize(reference)?;
+        let shown = r.to_string();
+        let wrap = |cause: String| Error::Pull {
+            message: format!("failed to pull and unpack image {shown:?}: {cause}"),
+        };
+        let _gc = self.inner.gc.read().await;
+        let auth = match auth {
+            Some(a) => OciAuth::Basic(a.username.clone(), a.password.clone()),
+            None => OciAuth::Anonymous,
+        };
+
+        // Resolve: the first host that has the manifest wins.
+        let default_endpoint = self.inner.default_endpoint.load(Ordering::Relaxed);
+        let mut first_err = None;
+        let mut found = None;
+        for endpoint in self.inner.registries.endpoints(&r.domain, default_endpoint) {
+            let client = endpoint.client();
+            let reference = endpoint.reference(&r);
+            match client.pull_manifest_raw(&reference, &auth, ACCEPTED).await {
+                Ok((bytes, digest)) => {
+                    found = Some((Resolved { client, reference }, bytes, digest));
+                    break;
+                }
+                Err(e) if is_not_found(&e) => {
+                    tracing::debug!(host = %endpoint.host, reference = %shown, "not found, trying next host");
+                }
+                Err(e) => {
+                    tracing::info!(host = %endpoint.host, reference = %shown, error = %chain(&e), "trying next host");
+                    first_err.get_or_insert_with(|| describe(&e));
+                }
+            }
+        }
+        let resolve_err =
+            |cause: String| wrap(format!("failed to resolve reference {shown:?}: {cause}"));
+        let Some((resolved, bytes, digest)) = found else {
+            return Err(resolve_err(
+                first_err.unwrap_or_else(|| format!("{shown}: not found")),
+            ));
+        };
+        let target = self
+            .store_manifest(&bytes, &digest, r.digest.as_deref())
+            .map_err(|e| resolve_err(e.to_string()))?;
+
+        // An index: choose this platform's manifest and fetch it by digest.
+        let top = AnyManifest::parse(&bytes, &format!("manifest {target}"))
+            .map_err(|e| wrap(e.to_string()))?;
+        let (manifest_digest, manifest) = if top.is_index() {
+            let entries = top.manifests.unwrap_or_default();
+            let chosen = select_platform(&entries)
+                .ok_or_else(|| wrap("no match for platform in manifest: not found".to_string()))?;
+            let by_digest = resolved.reference.clone_with_digest(chosen.digest.clone());
+            let (bytes, digest) = resolved
+                .client
+                .pull_manifest_raw(&by_digest, &auth, ACCEPTED)
+                .await
+                .map_err(|e| {
+                    wrap(format!(
+                        "failed to resolve reference {shown:?}: {}",
+                        describe(&e)
+                    ))
+                })?;
+            let digest = self
+                .store_manifest(&bytes, &digest, Some(&chosen.digest))
+                .map_err(|e| wrap(e.to_string()))?;
+            let manifest = AnyManifest::parse(&bytes, &format!("manifest {digest}"))
+                .map_err(|e| wrap(e.to_string()))?;
+            (digest, manifest)
+        } else {
+            (target.clone(), top)
+        };
+        let (Some(config_desc), Some(layer_descs)) = (manifest.config, manifest.layers) else {
+            return Err(wrap(format!(
+                "manifest {manifest_digest} has no config or layers"
+            )));
+        };
+
+        // Fetch the config and every layer blob the store lacks.
+        let quiet = |_: Progress| {};
+        self.fetch_blob(&resolved, &config_desc, &quiet)
+            .await
+            .map_err(|e| wrap(format!("failed to copy: {e}")))?;
+        for desc in &layer_descs {
+            self.fetch_blob(&resolved, desc, progress)
+                .await
+                .map_err(|e| wrap(format!("failed to copy: {e}")))?;
+        }
+        let config_bytes = self
+            .inner
+            .content
+            .read_blob(&config_desc.digest)
+            .map_err(|e| wrap(e.to_string()))?;
+        let config = ConfigFile::parse(
+            &config_bytes,
+            &format!("image config {}", config_desc.digest),
+        )
+        .map_err(|e| wrap(e.to_string()))?;
+        let record = self
+            .unpack_layers(
+                &config_desc,
+                &layer_descs,
+                config.diff_ids(),
+                &target,
+                &manifest_digest,
+                progress,
+            )
+            .await
+            .map_err(|e| wrap(e.to_string()))?;
+
+        let names: Vec<String> = if r.digest.is_none() {
+            vec![shown.clone()]
+        } else {
+            Vec::new()
+        };
+        self.commit_record(record, &names, &[r.with_digest(&target)])
+            .map_err(|e| wrap(e.to_string()))
+    }
+
+    /// Checks a manifest's bytes against the digest the registry gave and, when the reference
+    /// pinned one, against that, then stores them. Returns the digest.
+    fn store_manifest(&self, bytes: &[u8], digest: &str, pinned: Option<&str>) -> Result<String> {
+        let actual = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+        for expected in [Some(digest), pinned].into_iter().flatten() {
+            if expected != actual {
+                return Err(Error::DigestMismatch {
+                    expected: expected.to_string(),
+                    actual,
+                });
+            }
+        }
+        self.inner.content.put_bytes(bytes)
+    }
+
+    /// Fetches one blob into the store unless it is there, hashing as it arrives.
+    async fn fetch_blob(
+        &self,
+        resolved: &Resolved,
+        desc: &Descriptor,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<()> {
+        let report = |done, state| {
+            progress(Progress {
+                digest: desc.digest.clone(),
+                done,
+                total: desc.size,
+                state,
+            })
+        };
+        if self.inner.content.has_blob(&desc.digest) {
+            report(desc.size, ProgressState::Exists);
+            return Ok(());
+        }
+        let path = self.inner.content.blob_path(&desc.digest)?;
+        let oci_desc = OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size as i64,
+            ..Default::default()
+        };
+        let pull_err = |e: OciDistributionError| Error::Pull {
+            message: format!("httpReadSeeker: failed open: {}", describe(&e)),
+        };
+        let mut stream = resolved
+            .client
+            .pull_blob_stream(&resolved.reference, &oci_desc)
+            .await
+            .map_err(pull_err)?;
+        let tmp = self.inner.content.tmp_path("blob");
+        let result = async {
+            let file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(Error::io("create blob", &tmp))?;
+            let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+            let mut hasher = Sha256::new();
+            let mut done = 0u64;
+            report(0, ProgressState::Downloading);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(Error::io("read blob from registry for", &path))?;
+                hasher.update(&chunk);
+                done += chunk.len() as u64;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(Error::io("write blob", &tmp))?;
+                report(done, ProgressState::Downloading);
+            }
+            out.flush().await.map_err(Error::io("write blob", &tmp))?;
+            let actual = format!("sha256:{}", hex(&hasher.finalize()));
+            if actual != desc.digest || (desc.size != 0 && done != desc.size) {
+                return Err(Error::DigestMismatch {
+                    expected: desc.digest.clone(),
+                    actual,
+                });
+            }
+            self.inner.content.commit_blob(&tmp, &desc.digest)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Unpacks each layer (off the async threads) and builds the image's record.
+    pub(crate) async fn unpack_layers(
+        &self,
+        config: &Descriptor,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+        target: &str,
+        manifest: &str,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<ImageRecord> {
+        if diff_ids.len() != layers.len() {
+            return Err(Error::invalid(
+                format!("image config {}", config.digest),
+                format!(
+                    "it lists {} diff ids for {} layers",
+                    diff_ids.len(),
+                    layers.len()
+                ),
+            ));
+        }
+        let mut records = Vec::with_capacity(layers.len());
+        for (desc, diff_id) in layers.iter().zip(diff_ids) {
+            let report = |state| {
+                progress(Progress {
+                    digest: desc.digest.clone(),
+                    done: desc.size,
+                    total: desc.size,
+                    state,
+                })
+            };
+            report(ProgressState::Unpacking);
+            let store = self.clone();
+            let (blob, diff) = (desc.digest.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || store.inner.content.ensure_layer(&blob, &diff))
+                .await
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("layer {diff_id}"),
+                        format!("unpacking stopped: {e}"),
+                    )
+                })?
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("layer {diff_id}"),
+                        format!("failed to extract layer {diff_id}: {e}"),
+                    )
+                })?;
+            report(ProgressState::Done);
+            records.push(LayerRecord {
+                blob: desc.digest.clone(),
+                diff_id: diff_id.clone(),
+                size: desc.size,
+            });
+        }
+        Ok(ImageRecord {
+            id: config.digest.clone(),
+            target: target.to_string(),
+            manifest: manifest.to_string(),
+            names: Vec::new(),
+            repo_digests: Vec::new(),
+            size: config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+            layers: records,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_come_first_then_the_registry() {
+        let config = RegistryConfig {
+            mirrors: vec![
+                ("docker.io".into(), "http://127.0.0.1:5000".into()),
+                ("docker.io".into(), "https://mirror.example:8443/".into()),
+            ],
+            insecure: vec!["mirror.example:8443".into(), "10.0.0.1:5000".into()],
+        };
+        let reg = Registries::new(&config).unwrap();
+        let hosts: Vec<_> = reg
+            .endpoints("docker.io", true)
+            .into_iter()
+            .map(|e| (e.host, e.http, e.skip_verify))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("127.0.0.1:5000".to_string(), true, false),
+                ("mirror.example:8443".to_string(), false, true),
+                ("docker.io".to_string(), false, false)
+            ]
+        );
+        assert_eq!(reg.endpoints("docker.io", false).len(), 2);
+        let plain = reg.endpoints("10.0.0.1:5000", false);
+        assert_eq!(
+            plain,
+            [Endpoint {
+                host: "10.0.0.1:5000".into(),
+                http: true,
+                skip_verify: false
+            }]
+        );
+        let bad = RegistryConfig {
+            mirrors: vec![("docker.io".into(), "http://h/prefix".into())],
+            insecure: vec![],
+        };
+        assert!(Registries::new(&bad).is_err());
+    }
+}
