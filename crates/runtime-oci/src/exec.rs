@@ -1,0 +1,168 @@
+//! `exec` (runc exec with pipes) and `attach` (the shim's sockets).
+
+use crate::OciRuntime;
+use runtime::{StreamRequest, StreamSession};
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn internal(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> runtime::Error {
+    runtime::Error::Internal {
+        context: context.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Runs a command in a running container. The process's exit code is what `exit` resolves
+/// to; when runc itself cannot start the command it exits 255 and its message (e.g.
+/// `exec: "nope": executable file not found in $PATH`) arrives on stderr, which is what
+/// kubectl users see.
+pub(crate) async fn exec(
+    rt: &OciRuntime,
+    id: &str,
+    req: &StreamRequest,
+) -> runtime::Result<StreamSession> {
+    if req.command.is_empty() {
+        return Err(runtime::Error::StartContainer {
+            message: "no command given".into(),
+        });
+    }
+    let _ = rt.running_dir(id).await?;
+    if req.tty {
+        return Err(runtime::Error::StartContainer {
+            message: "exec with a terminal is not supported yet".into(),
+        });
+    }
+    let mut cmd = rt.runc_command();
+    cmd.arg("exec").arg(id).args(&req.command);
+    cmd.stdin(if req.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(if req.stdout {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stderr(if req.stderr {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().map_err(|e| internal("run runc exec", e))?;
+    let stdin = child
+        .stdin
+        .take()
+        .map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
+    let stdout = child
+        .stdout
+        .take()
+        .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+    let exit = Box::pin(async move {
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| internal("wait for runc exec", e))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    });
+    Ok(StreamSession {
+        stdin,
+        stdout,
+        stderr,
+        resize: None,
+        exit,
+    })
+}
+
+/// Connects to the container's main process through its shim: output from `attach.sock`
+/// (framed: stream id, length, bytes), input to `stdin.sock`, terminal size to `resize.sock`.
+/// `exit` resolves when the output stream ends, to the container's exit code if it has
+/// exited by then (else 0).
+pub(crate) async fn attach(
+    rt: &OciRuntime,
+    id: &str,
+    req: &StreamRequest,
+) -> runtime::Result<StreamSession> {
+    let (dir, tty) = rt.running_dir(id).await?;
+    let mut out_sock = tokio::net::UnixStream::connect(dir.join("attach.sock"))
+        .await
+        .map_err(|e| internal("connect to the container's output", e))?;
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if req.stdin {
+        let s = tokio::net::UnixStream::connect(dir.join("stdin.sock"))
+            .await
+            .map_err(|e| internal("connect to the container's stdin", e))?;
+        Some(Box::new(s))
+    } else {
+        None
+    };
+    let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
+    let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
+    let want_out = req.stdout;
+    let want_err = req.stderr && !tty;
+    let exit_path = dir.join("exit.json");
+    let exit = Box::pin(async move {
+        let mut header = [0u8; 5];
+        loop {
+            if out_sock.read_exact(&mut header).await.is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let mut data = vec![0u8; len];
+            if out_sock.read_exact(&mut data).await.is_err() {
+                break;
+            }
+            let _ = match header[0] {
+                1 if want_out => out_w.write_all(&data).await,
+                2 if want_err => err_w.write_all(&data).await,
+                _ => Ok(()),
+            };
+        }
+        drop((out_w, err_w));
+        // The shim writes the exit record right after the output ends.
+        for _ in 0..50 {
+            if let Ok(bytes) = tokio::fs::read(&exit_path).await
+                && let Ok(rec) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                return Ok(rec["exit_code"].as_i64().unwrap_or(0) as i32);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(0)
+    });
+    let resize = if tty {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
+        let path = dir.join("resize.sock");
+        tokio::spawn(async move {
+            let Ok(mut s) = tokio::net::UnixStream::connect(path).await else {
+                return;
+            };
+            while let Some((cols, rows)) = rx.recv().await {
+                if s.write_all(format!("{cols} {rows}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Some(tx)
+    } else {
+        None
+    };
+    Ok(StreamSession {
+        stdin,
+        stdout: req
+            .stdout
+            .then(|| Box::new(out_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        stderr: want_err.then(|| Box::new(err_r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        resize,
+        exit,
+    })
+}

@@ -1,0 +1,871 @@
+//! [`OciRuntime`]: sandboxes, bundles and containers driven through runc and the shim.
+
+use crate::OciConfig;
+use crate::error::{Error, Result};
+use crate::meta::{self, ContainerMeta, ExitRecord, SandboxMeta, StartRecord};
+use crate::network::{self, NsFiles};
+use crate::shim::{ShimConfig, error_chain};
+use crate::spec::{self, SandboxPaths, SpecInput};
+use async_trait::async_trait;
+use nix::mount::MsFlags;
+use runtime::{
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, SandboxConfig,
+    SandboxStatus, StreamRequest, StreamSession,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+
+/// The runc runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct OciRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: OciConfig,
+    /// Serialises bridge creation and teardown against Pods being attached.
+    net_lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for OciRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciRuntime")
+            .field("config", &self.inner.cfg)
+            .finish()
+    }
+}
+
+impl OciRuntime {
+    /// A runtime keeping everything under `config.root` (made if missing). What an earlier
+    /// runtime on the same root made is found again: sandboxes, containers and their shims.
+    pub fn new(config: OciConfig) -> Result<OciRuntime> {
+        let inner = Inner {
+            cfg: config,
+            net_lock: std::sync::Mutex::new(()),
+        };
+        for dir in [
+            inner.sandboxes(),
+            inner.containers(),
+            inner.ipam(),
+            inner.runc_root(),
+        ] {
+            meta::mkdir_all(&dir)?;
+        }
+        Ok(OciRuntime {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The root everything lives under.
+    pub fn root(&self) -> &Path {
+        &self.inner.cfg.root
+    }
+
+    /// For `tatami down`: kills every container, removes every sandbox and container (log
+    /// files stay), unmounts everything the runtime mounted, and removes the bridge. Goes on
+    /// past failures and returns the first.
+    pub async fn shutdown_all(&self) -> runtime::Result<()> {
+        self.blocking(|inner| inner.shutdown_all()).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> runtime::Result<T> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r.map_err(runtime::Error::from),
+            Err(e) => Err(runtime::Error::Internal {
+                context: "runtime task".into(),
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+/// Whether a runc error says the container is gone or already stopped.
+fn runc_gone(e: &Error) -> bool {
+    match e {
+        Error::Command { message, .. } => {
+            message.contains("does not exist")
+                || message.contains("not running")
+                || message.contains("container not found")
+                || message.contains("process already finished")
+        }
+        _ => false,
+    }
+}
+
+impl Inner {
+    fn sandboxes(&self) -> PathBuf {
+        self.cfg.root.join("sandboxes")
+    }
+    fn containers(&self) -> PathBuf {
+        self.cfg.root.join("containers")
+    }
+    fn ipam(&self) -> PathBuf {
+        self.cfg.root.join("ipam")
+    }
+    fn runc_root(&self) -> PathBuf {
+        self.cfg.root.join("runc")
+    }
+    fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.sandboxes().join(id)
+    }
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+
+    fn runc(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.cfg.runc);
+        cmd.arg("--root").arg(self.runc_root()).args(args);
+        network::run(&mut cmd, None)
+    }
+
+    /// Ids are ours, so a path made from one never leaves its directory.
+    fn check_id(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    fn load_sandbox(&self, id: &str) -> Result<Option<SandboxMeta>> {
+        if !Self::check_id(id) {
+            return Ok(None);
+        }
+        meta::read_json_opt(&self.sandbox_dir(id).join("sandbox.json"))
+    }
+
+    fn load_container(&self, id: &str) -> Result<Option<ContainerMeta>> {
+        if !Self::check_id(id) {
+            return Ok(None);
+        }
+        meta::read_json_opt(&self.container_dir(id).join("container.json"))
+    }
+
+    // ---- sandboxes ----
+
+    fn run_sandbox(&self, cfg: &SandboxConfig) -> Result<String> {
+        let id = meta::new_id();
+        let dir = self.sandbox_dir(&id);
+        meta::mkdir_all(&dir)?;
+        match self.setup_sandbox(&id, &dir, cfg) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                if let Err(cleanup) = self.remove_sandbox(&id) {
+                    tracing::warn!(sandbox = %id, error = %error_chain(&cleanup), "cleaning up a failed sandbox");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn setup_sandbox(&self, id: &str, dir: &Path, cfg: &SandboxConfig) -> Result<()> {
+        let hostname = if cfg.host_network {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".to_string())
+        } else if !cfg.hostname.is_empty() {
+            cfg.hostname.clone()
+        } else {
+            cfg.pod_name.clone()
+        };
+        let mut m = SandboxMeta {
+            id: id.to_string(),
+            pod_uid: cfg.pod_uid.clone(),
+            pod_name: cfg.pod_name.clone(),
+            namespace: cfg.namespace.clone(),
+            hostname: hostname.clone(),
+            host_network: cfg.host_network,
+            log_directory: cfg.log_directory.clone(),
+            cgroup_parent: cfg.cgroup_parent.clone(),
+            labels: cfg.labels.clone(),
+            created_at: meta::now_nanos(),
+            ip: None,
+            veth: None,
+            ready: false,
+        };
+        // Written first, so a failure half-way leaves something `remove_sandbox` can undo.
+        meta::write_json(&dir.join("sandbox.json"), &m)?;
+        let hosts = if cfg.etc_hosts.is_empty() {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
+        } else {
+            cfg.etc_hosts.clone()
+        };
+        meta::write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
+        meta::write_atomic(&dir.join("resolv.conf"), cfg.resolv_conf.as_bytes())?;
+        meta::write_atomic(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+        // One /dev/shm per Pod, as containerd gives (the containers share IPC too).
+        let shm = dir.join("shm");
+        meta::mkdir_all(&shm)?;
+        nix::mount::mount(
+            Some("shm"),
+            &shm,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )
+        .map_err(Error::sys(format!("mount tmpfs on {}", shm.display())))?;
+        let ns = NsFiles::new(dir, cfg.host_network);
+        network::create_namespaces(&ns, &hostname)?;
+        if let Some(netns) = &ns.net {
+            let ip = network::allocate_ip(&self.ipam(), &self.cfg.network, id)?;
+            let veth = network::veth_name(id);
+            m.ip = Some(IpAddr::V4(ip));
+            m.veth = Some(veth.clone());
+            meta::write_json(&dir.join("sandbox.json"), &m)?;
+            let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            network::attach_pod(netns, &veth, ip, &self.cfg.network)?;
+        }
+        m.ready = true;
+        meta::write_json(&dir.join("sandbox.json"), &m)
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerMeta>> {
+        let mut out = Vec::new();
+        for id in meta::list_dir(&self.containers())? {
+            if let Ok(Some(c)) = self.load_container(&id)
+                && c.sandbox_id == sandbox_id
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    fn stop_sandbox(&self, id: &str) -> Result<()> {
+        let Some(mut m) = self.load_sandbox(id)? else {
+            return Ok(());
+        };
+        let mut first: Option<Error> = None;
+        for c in self.containers_of(id)? {
+            if let Err(e) = self.stop_container(&c.id, Duration::ZERO) {
+                first.get_or_insert(e);
+            }
+        }
+        if let Some(veth) = &m.veth {
+            let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = network::detach_pod(veth) {
+                first.get_or_insert(e);
+            }
+        }
+        if let Some(IpAddr::V4(ip)) = m.ip
+            && let Err(e) = network::release_ip(&self.ipam(), ip, id)
+        {
+            first.get_or_insert(e);
+        }
+        let dir = self.sandbox_dir(id);
+        if let Err(e) = network::remove_namespaces(&NsFiles::new(&dir, m.host_network)) {
+            first.get_or_insert(e);
+        }
+        if m.ready {
+            m.ready = false;
+            meta::write_json(&dir.join("sandbox.json"), &m)?;
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn remove_sandbox(&self, id: &str) -> Result<()> {
+        let Some(m) = self.load_sandbox(id)? else {
+            return Ok(());
+        };
+        self.stop_sandbox(id)?;
+        for c in self.containers_of(id)? {
+            self.remove_container(&c.id)?;
+        }
+        let dir = self.sandbox_dir(id);
+        network::unmount_quiet(&dir.join("shm"))?;
+        remove_cgroup_dirs(&m.cgroup_parent);
+        if dir.join("shm").exists()
+            && nix::sys::statfs::statfs(&dir.join("shm"))
+                .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+                .unwrap_or(false)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "{} is still mounted",
+                dir.join("shm").display()
+            )));
+        }
+        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))
+    }
+
+    fn sandbox_status(&self, m: &SandboxMeta) -> SandboxStatus {
+        let ns = NsFiles::new(&self.sandbox_dir(&m.id), m.host_network);
+        SandboxStatus {
+            id: m.id.clone(),
+            ready: m.ready && network::is_ns_mounted(&ns.ipc),
+            ip: m.ip,
+            created_at: meta::from_nanos(m.created_at),
+            labels: m.labels.clone(),
+        }
+    }
+
+    fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+        let mut out = Vec::new();
+        for id in meta::list_dir(&self.sandboxes())? {
+            match self.load_sandbox(&id) {
+                Ok(Some(m)) => out.push(self.sandbox_status(&m)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, error = %error_chain(&e), "unreadable sandbox")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- containers ----
+
+    fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String> {
+        let sb = self
+            .load_sandbox(sandbox_id)?
+            .ok_or_else(|| Error::NotFound {
+                what: "sandbox",
+                id: sandbox_id.to_string(),
+            })?;
+        let sb_dir = self.sandbox_dir(sandbox_id);
+        let ns = NsFiles::new(&sb_dir, sb.host_network);
+        if !sb.ready || !network::is_ns_mounted(&ns.ipc) {
+            return Err(Error::InvalidConfig(format!(
+                "sandbox {sandbox_id} is not ready"
+            )));
+        }
+        let image = self
+            .cfg
+            .rootfs
+            .image_config(&config.image)
+            .map_err(Error::Rootfs)?;
+        let layers = self
+            .cfg
+            .rootfs
+            .layers(&config.image)
+            .map_err(Error::Rootfs)?;
+        if layers.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "image {} has no layers",
+                config.image
+            )));
+        }
+        let id = meta::new_id();
+        let dir = self.container_dir(&id);
+        match self.setup_container(&id, &dir, &sb, &ns, config, sandbox, &image, &layers) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                let _ = network::unmount_quiet(&dir.join("rootfs"));
+                if !is_overlay(&dir.join("rootfs")) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setup_container(
+        &self,
+        id: &str,
+        dir: &Path,
+        sb: &SandboxMeta,
+        ns: &NsFiles,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+        image: &crate::ImageConfig,
+        layers: &[PathBuf],
+    ) -> Result<()> {
+        let rootfs = dir.join("rootfs");
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        for d in [&rootfs, &upper, &work] {
+            meta::mkdir_all(d)?;
+        }
+        // overlayfs lists lower layers top first.
+        let lower: Vec<String> = layers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            upper.display(),
+            work.display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(Error::sys(format!("mount overlay on {}", rootfs.display())))?;
+
+        let user = spec::resolve_user(&config.security, image.user.as_deref(), &rootfs)?;
+        let parent = if sb.cgroup_parent.is_empty() {
+            "/tatami"
+        } else {
+            sb.cgroup_parent.as_str()
+        };
+        let cgroups_path = format!("/{}/{id}", parent.trim_matches('/'));
+        let paths = SandboxPaths {
+            dir: self.sandbox_dir(&sb.id),
+            netns: ns.net.clone(),
+            ipcns: ns.ipc.clone(),
+            utsns: ns.uts.clone(),
+            hostname: sb.hostname.clone(),
+        };
+        let input = SpecInput {
+            config,
+            image,
+            rootfs: &rootfs,
+            sandbox: &paths,
+            cgroups_path: &cgroups_path,
+            user,
+        };
+        let spec = spec::build_spec(&input, spec::cap_last_cap())?;
+        spec.save(dir.join("config.json"))
+            .map_err(|source| Error::Spec { source })?;
+
+        let log_dir = if sb.log_directory.as_os_str().is_empty() {
+            &sandbox.log_directory
+        } else {
+            &sb.log_directory
+        };
+        let log_path = if config.log_path.is_absolute() {
+            config.log_path.clone()
+        } else if config.log_path.as_os_str().is_empty() {
+            log_dir
+                .join(&config.name)
+                .join(format!("{}.log", config.attempt))
+        } else {
+            log_dir.join(&config.log_path)
+        };
+        if let Some(parent) = log_path.parent() {
+            meta::mkdir_all(parent)?;
+        }
+        let m = ContainerMeta {
+            id: id.to_string(),
+            sandbox_id: sb.id.clone(),
+            name: config.name.clone(),
+            attempt: config.attempt,
+            image: config.image.clone(),
+            created_at: meta::now_nanos(),
+            log_path,
+            labels: config.labels.clone(),
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            tty: config.tty,
+            cgroups_path,
+        };
+        meta::write_json(&dir.join("container.json"), &m)
+    }
+
+    fn shim_config(&self, m: &ContainerMeta) -> ShimConfig {
+        ShimConfig {
+            id: m.id.clone(),
+            runc: self.cfg.runc.clone(),
+            runc_root: self.runc_root(),
+            bundle: self.container_dir(&m.id),
+            log_path: m.log_path.clone(),
+            log_max_bytes: self.cfg.log_max_bytes,
+            log_max_files: self.cfg.log_max_files,
+            stdin: m.stdin,
+            stdin_once: m.stdin_once,
+            tty: m.tty,
+            cgroups_path: m.cgroups_path.clone(),
+        }
+    }
+
+    fn records(&self, id: &str) -> Result<(Option<StartRecord>, Option<ExitRecord>)> {
+        let dir = self.container_dir(id);
+        Ok((
+            meta::read_json_opt(&dir.join("start.json"))?,
+            meta::read_json_opt(&dir.join("exit.json"))?,
+        ))
+    }
+
+    /// Waits until the shim has recorded the exit, or the process is gone without a shim to
+    /// record it (then the agent records it). Returns whether it exited in time.
+    fn wait_exit(&self, id: &str, start: &StartRecord, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let exit_path = self.container_dir(id).join("exit.json");
+        let mut gone_since: Option<Instant> = None;
+        loop {
+            if exit_path.exists() {
+                return Ok(true);
+            }
+            if !meta::process_alive(start.pid, start.pid_start_time) {
+                let since = *gone_since.get_or_insert_with(Instant::now);
+                let shim_alive = meta::pid_start_time(start.shim_pid).is_some();
+                // The shim writes the record right after the reap; give it a moment.
+                if !shim_alive || since.elapsed() > Duration::from_secs(3) {
+                    let record = ExitRecord {
+                        exit_code: 137,
+                        finished_at: meta::now_nanos(),
+                        reason: Some("Error".into()),
+                        message: Some("the container's monitor was gone when it ended".into()),
+                    };
+                    if !exit_path.exists() {
+                        meta::write_json(&exit_path, &record)?;
+                    }
+                    return Ok(true);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        if self.load_container(id)?.is_none() {
+            return Ok(());
+        }
+        let (start, exit) = self.records(id)?;
+        let (Some(start), None) = (start, exit) else {
+            return Ok(());
+        };
+        if !grace.is_zero() {
+            match self.runc(&["kill", id, "TERM"]) {
+                Ok(_) => {}
+                Err(e) if runc_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if self.wait_exit(id, &start, grace)? {
+                return Ok(());
+            }
+        }
+        match self.runc(&["kill", id, "KILL"]) {
+            Ok(_) => {}
+            Err(e) if runc_gone(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if self.wait_exit(id, &start, Duration::from_secs(10))? {
+            Ok(())
+        } else {
+            Err(Error::Command {
+                command: format!("runc kill {id} KILL"),
+                message: "the container did not exit".into(),
+            })
+        }
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        if self.load_container(id)?.is_none() {
+            // A directory without metadata is the leftover of a failed create.
+            let dir = self.container_dir(id);
+            if Self::check_id(id) && dir.exists() {
+                network::unmount_quiet(&dir.join("rootfs"))?;
+                if !is_overlay(&dir.join("rootfs")) {
+                    std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+                }
+            }
+            return Ok(());
+        }
+        self.stop_container(id, Duration::ZERO)?;
+        if self.runc_root().join(id).exists() {
+            match self.runc(&["delete", "--force", id]) {
+                Ok(_) => {}
+                Err(e) if runc_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let dir = self.container_dir(id);
+        let rootfs = dir.join("rootfs");
+        network::unmount_quiet(&rootfs)?;
+        // Never delete through a live overlay (it would only whiteout, but the intent is wrong).
+        if is_overlay(&rootfs) {
+            return Err(Error::InvalidConfig(format!(
+                "{} is still mounted",
+                rootfs.display()
+            )));
+        }
+        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))
+    }
+
+    fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let m = self.load_container(id)?.ok_or_else(|| Error::NotFound {
+            what: "container",
+            id: id.to_string(),
+        })?;
+        self.status_of(&m)
+    }
+
+    fn status_of(&self, m: &ContainerMeta) -> Result<ContainerStatus> {
+        let (start, exit) = self.records(&m.id)?;
+        let mut status = ContainerStatus {
+            id: m.id.clone(),
+            sandbox_id: m.sandbox_id.clone(),
+            state: ContainerState::Created,
+            image: m.image.clone(),
+            image_id: m.image.clone(),
+            created_at: meta::from_nanos(m.created_at),
+            started_at: start.as_ref().map(|s| meta::from_nanos(s.started_at)),
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            message: None,
+            log_path: m.log_path.clone(),
+            labels: m.labels.clone(),
+        };
+        let exit = match (exit, &start) {
+            (Some(e), _) => Some(e),
+            (None, Some(s)) if !meta::process_alive(s.pid, s.pid_start_time) => {
+                // Gone, but not recorded yet: the shim is about to, or was killed.
+                let exit_path = self.container_dir(&m.id).join("exit.json");
+                if meta::pid_start_time(s.shim_pid).is_some() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                meta::read_json_opt::<ExitRecord>(&exit_path)?.or(Some(ExitRecord {
+                    exit_code: 255,
+                    finished_at: meta::now_nanos(),
+                    reason: Some("Error".into()),
+                    message: Some("the container's monitor was gone when it ended".into()),
+                }))
+            }
+            (None, Some(_)) => {
+                status.state = ContainerState::Running;
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some(e) = exit {
+            status.state = ContainerState::Exited;
+            status.finished_at = Some(meta::from_nanos(e.finished_at));
+            status.exit_code = Some(e.exit_code);
+            status.reason = Some(e.reason.unwrap_or_else(|| {
+                if e.exit_code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                }
+            }));
+            status.message = e.message;
+        }
+        Ok(status)
+    }
+
+    fn list_containers(&self) -> Result<Vec<ContainerStatus>> {
+        let mut out = Vec::new();
+        for id in meta::list_dir(&self.containers())? {
+            match self.load_container(&id) {
+                Ok(Some(m)) => out.push(self.status_of(&m)?),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %error_chain(&e), "unreadable container")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn shutdown_all(&self) -> Result<()> {
+        let mut first: Option<Error> = None;
+        for id in meta::list_dir(&self.sandboxes())? {
+            if let Err(e) = self.remove_sandbox(&id) {
+                tracing::warn!(sandbox = %id, error = %error_chain(&e), "removing a sandbox on shutdown");
+                first.get_or_insert(e);
+            }
+        }
+        for id in meta::list_dir(&self.containers())? {
+            if let Err(e) = self.remove_container(&id) {
+                first.get_or_insert(e);
+            }
+        }
+        // Anything runc still knows under our root (a container whose metadata was lost).
+        if let Ok(out) = self.runc(&["list", "--quiet"]) {
+            for id in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let _ = self.runc(&["delete", "--force", id]);
+            }
+        }
+        let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = network::remove_bridge() {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Whether a path is an overlay mount.
+fn is_overlay(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Removes a Pod's cgroup directory in every hierarchy (only empty ones can go; runc removed
+/// the containers' own). Best effort.
+fn remove_cgroup_dirs(parent: &str) {
+    let rel = parent.trim_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join(rel));
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for OciRuntime {
+    async fn run_sandbox(&self, config: &SandboxConfig) -> runtime::Result<String> {
+        let config = config.clone();
+        self.blocking(move |i| i.run_sandbox(&config)).await
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> runtime::Result<()> {
+        let id = id.to_string();
+        self.blocking(move |i| i.stop_sandbox(&id)).await
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> runtime::Result<()> {
+        let id = id.to_string();
+        self.blocking(move |i| i.remove_sandbox(&id)).await
+    }
+
+    async fn list_sandboxes(&self) -> runtime::Result<Vec<SandboxStatus>> {
+        self.blocking(|i| i.list_sandboxes()).await
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> runtime::Result<String> {
+        let (sandbox_id, config, sandbox) =
+            (sandbox_id.to_string(), config.clone(), sandbox.clone());
+        self.blocking(move |i| i.create_container(&sandbox_id, &config, &sandbox))
+            .await
+    }
+
+    async fn start_container(&self, id: &str) -> runtime::Result<()> {
+        let id_owned = id.to_string();
+        let (m, cdir) = self
+            .blocking(move |i| {
+                let m = i
+                    .load_container(&id_owned)?
+                    .ok_or_else(|| Error::NotFound {
+                        what: "container",
+                        id: id_owned.clone(),
+                    })?;
+                let dir = i.container_dir(&id_owned);
+                if dir.join("start.json").exists() || dir.join("exit.json").exists() {
+                    return Err(Error::Start(format!(
+                        "container {id_owned} was already started"
+                    )));
+                }
+                meta::write_json(&dir.join("shim.json"), &i.shim_config(&m))?;
+                Ok((m, dir))
+            })
+            .await?;
+        let shim_log = cdir.join("shim.log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&shim_log)
+            .map_err(|e| runtime::Error::from(Error::io("open", &shim_log)(e)))?;
+        let mut child = tokio::process::Command::new(&self.inner.cfg.shim_exe)
+            .args(&self.inner.cfg.shim_args)
+            .arg(&cdir)
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| {
+                runtime::Error::from(Error::io("run shim", &self.inner.cfg.shim_exe)(e))
+            })?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let mut reader = tokio::io::BufReader::new(out);
+            let _ = reader.read_line(&mut line).await;
+        }
+        // The first shim process exits right after its fork.
+        let _ = child.wait().await;
+        let line = line.trim();
+        if line.starts_with("started ") {
+            return Ok(());
+        }
+        let message = match line.strip_prefix("error ") {
+            Some(m) => m.to_string(),
+            None => {
+                let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
+                format!(
+                    "the shim of container {} exited without starting it: {}",
+                    m.id,
+                    log.trim()
+                )
+            }
+        };
+        Err(runtime::Error::StartContainer { message })
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> runtime::Result<()> {
+        let id = id.to_string();
+        self.blocking(move |i| i.stop_container(&id, grace)).await
+    }
+
+    async fn remove_container(&self, id: &str) -> runtime::Result<()> {
+        let id = id.to_string();
+        self.blocking(move |i| i.remove_container(&id)).await
+    }
+
+    async fn container_status(&self, id: &str) -> runtime::Result<ContainerStatus> {
+        let id = id.to_string();
+        self.blocking(move |i| i.container_status(&id)).await
+    }
+
+    async fn list_containers(&self) -> runtime::Result<Vec<ContainerStatus>> {
+        self.blocking(|i| i.list_containers()).await
+    }
+
+    async fn exec(&self, id: &str, request: &StreamRequest) -> runtime::Result<StreamSession> {
+        crate::exec::exec(self, id, request).await
+    }
+
+    async fn attach(&self, id: &str, request: &StreamRequest) -> runtime::Result<StreamSession> {
+        crate::exec::attach(self, id, request).await
+    }
+}
+
+impl OciRuntime {
+    /// The container's directory, if it is known and running.
+    pub(crate) async fn running_dir(&self, id: &str) -> runtime::Result<(PathBuf, bool)> {
+        let id = id.to_string();
+        self.blocking(move |i| {
+            let m = i.load_container(&id)?.ok_or_else(|| Error::NotFound {
+                what: "container",
+                id: id.clone(),
+            })?;
+            let st = i.status_of(&m)?;
+            if st.state != ContainerState::Running {
+                return Err(Error::Start(format!("container {id} is not running")));
+            }
+            Ok((i.container_dir(&id), m.tty))
+        })
+        .await
+    }
+
+    pub(crate) fn runc_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.inner.cfg.runc);
+        cmd.arg("--root").arg(self.inner.runc_root());
+        cmd
+    }
+}

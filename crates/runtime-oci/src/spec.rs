@@ -1,0 +1,782 @@
+//! Turns a [`runtime::ContainerConfig`] and its image's config into an OCI runtime spec
+//! (`config.json`), the way containerd's CRI plugin does: the same default mounts, capability
+//! set, masked paths and device rules, and Docker's rules for merging command, args and env.
+//! Everything here is pure except [`resolve_user`], which reads the image's `/etc/passwd`.
+
+use crate::ImageConfig;
+use crate::error::{Error, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+use runtime::{ContainerConfig, Propagation, Security};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The PATH a container gets when its image sets none (containerd's default).
+pub(crate) const DEFAULT_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities an unprivileged container keeps (containerd's and Docker's default set).
+pub(crate) const DEFAULT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Every capability, in kernel numbering order (CAP_CHOWN is 0).
+const ALL_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Paths hidden from unprivileged containers (containerd's list).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths read-only in unprivileged containers (containerd's list).
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The identity the container's process runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// Where a container's sandbox keeps what the container joins or mounts.
+#[derive(Clone, Debug)]
+pub(crate) struct SandboxPaths {
+    /// `hosts`, `resolv.conf`, `hostname` and `shm/` live here.
+    pub dir: PathBuf,
+    /// The network namespace to join; none for host network.
+    pub netns: Option<PathBuf>,
+    /// The IPC namespace to join.
+    pub ipcns: PathBuf,
+    /// The UTS namespace to join; none for host network (the node's hostname).
+    pub utsns: Option<PathBuf>,
+    /// The hostname to set.
+    pub hostname: String,
+}
+
+/// Everything the spec is made from.
+pub(crate) struct SpecInput<'a> {
+    pub config: &'a ContainerConfig,
+    pub image: &'a ImageConfig,
+    pub rootfs: &'a Path,
+    pub sandbox: &'a SandboxPaths,
+    pub cgroups_path: &'a str,
+    pub user: ResolvedUser,
+}
+
+/// The process's argv: Kubernetes' `command` replaces the image's Entrypoint, and `args`
+/// replace its Cmd (when `command` is set, the image's Cmd is dropped too, as Docker does).
+pub(crate) fn process_args(config: &ContainerConfig, image: &ImageConfig) -> Result<Vec<String>> {
+    let mut argv: Vec<String> = if config.command.is_empty() {
+        image.entrypoint.clone()
+    } else {
+        config.command.clone()
+    };
+    if !config.args.is_empty() {
+        argv.extend(config.args.iter().cloned());
+    } else if config.command.is_empty() {
+        argv.extend(image.cmd.iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(Error::InvalidConfig("no command specified".to_string()));
+    }
+    Ok(argv)
+}
+
+/// The environment: a default PATH and HOSTNAME, then the image's, then the config's; a later
+/// value for the same name replaces the earlier one in place (containerd's rule).
+pub(crate) fn merge_env(
+    image_env: &[String],
+    config_env: &[(String, String)],
+    hostname: &str,
+) -> Vec<String> {
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |entry: String| {
+        let name = entry.split('=').next().unwrap_or("").to_string();
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(name.as_str()))
+        {
+            Some(slot) => *slot = entry,
+            None => env.push(entry),
+        }
+    };
+    set(DEFAULT_PATH.to_string());
+    set(format!("HOSTNAME={hostname}"));
+    for e in image_env {
+        set(e.clone());
+    }
+    for (k, v) in config_env {
+        set(format!("{k}={v}"));
+    }
+    env
+}
+
+/// The capability names (without `CAP_`) the process keeps: the default set, or every one
+/// when privileged; then "ALL" in add or drop, then single adds, then single drops, the order
+/// containerd applies them in.
+pub(crate) fn capability_names(security: &Security, cap_last_cap: usize) -> Vec<String> {
+    let all: Vec<String> = ALL_CAPS
+        .iter()
+        .take(cap_last_cap + 1)
+        .map(|s| s.to_string())
+        .collect();
+    if security.privileged {
+        return all;
+    }
+    let norm = |c: &String| {
+        c.trim()
+            .to_uppercase()
+            .trim_start_matches("CAP_")
+            .to_string()
+    };
+    let adds: Vec<String> = security.add_capabilities.iter().map(norm).collect();
+    let drops: Vec<String> = security.drop_capabilities.iter().map(norm).collect();
+    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    if adds.iter().any(|c| c == "ALL") {
+        caps = all;
+    }
+    if drops.iter().any(|c| c == "ALL") {
+        caps.clear();
+    }
+    for c in adds.iter().filter(|c| *c != "ALL") {
+        if !caps.contains(c) {
+            caps.push(c.clone());
+        }
+    }
+    caps.retain(|c| !drops.contains(c));
+    caps
+}
+
+/// The uid, gid and groups to run as: `runAsUser`/`runAsGroup` win over the image's `User`
+/// (`uid`, `uid:gid`, `name` or `name:group`), names are looked up in the image's
+/// `/etc/passwd` and `/etc/group`, and the user's groups from `/etc/group` are added to the
+/// supplemental groups, as containerd does.
+pub(crate) fn resolve_user(
+    security: &Security,
+    image_user: Option<&str>,
+    rootfs: &Path,
+) -> Result<ResolvedUser> {
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let image_user = image_user.unwrap_or("").trim();
+    let (user_part, group_part) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
+    };
+    // passwd lines: name:x:uid:gid:gecos:home:shell
+    let passwd_entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let group_entries: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 3)
+        .collect();
+
+    let (uid, mut gid, name) = if let Some(uid) = security.run_as_user {
+        let entry = passwd_entries.iter().find(|f| f[2].parse() == Ok(uid));
+        let gid = entry.and_then(|f| f[3].parse().ok()).unwrap_or(0);
+        (uid, gid, entry.map(|f| f[0].to_string()))
+    } else if user_part.is_empty() {
+        (0, 0, Some("root".to_string()))
+    } else if let Ok(uid) = user_part.parse::<u32>() {
+        let entry = passwd_entries.iter().find(|f| f[2].parse() == Ok(uid));
+        let gid = entry.and_then(|f| f[3].parse().ok()).unwrap_or(0);
+        (uid, gid, entry.map(|f| f[0].to_string()))
+    } else {
+        let entry = passwd_entries
+            .iter()
+            .find(|f| f[0] == user_part)
+            .ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "no users found matching {user_part:?} in /etc/passwd"
+                ))
+            })?;
+        let uid = entry[2].parse().unwrap_or(0);
+        let gid = entry[3].parse().unwrap_or(0);
+        (uid, gid, Some(user_part.to_string()))
+    };
+    if let Some(g) = group_part.filter(|g| !g.is_empty()) {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group_entries
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!("no groups found matching {g:?} in /etc/group"))
+                })?,
+        };
+    }
+    if let Some(g) = security.run_as_group {
+        gid = g;
+    }
+    if security.run_as_non_root && uid == 0 {
+        return Err(Error::InvalidConfig(
+            "container has runAsNonRoot and image will run as root".to_string(),
+        ));
+    }
+    let mut additional_gids: Vec<u32> = Vec::new();
+    if let Some(name) = name {
+        for f in &group_entries {
+            let members = f.get(3).copied().unwrap_or("");
+            if members.split(',').any(|m| m == name)
+                && let Ok(g) = f[2].parse::<u32>()
+                && g != gid
+                && !additional_gids.contains(&g)
+            {
+                additional_gids.push(g);
+            }
+        }
+    }
+    for g in &security.supplemental_groups {
+        if !additional_gids.contains(g) {
+            additional_gids.push(*g);
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+fn mount(dest: &str, typ: &str, source: impl Into<PathBuf>, options: &[&str]) -> Result<Mount> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(|source| Error::Spec { source })
+}
+
+fn spec_err(source: oci_spec::OciSpecError) -> Error {
+    Error::Spec { source }
+}
+
+/// The highest capability number this kernel knows.
+pub(crate) fn cap_last_cap() -> usize {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Builds the OCI spec.
+pub(crate) fn build_spec(input: &SpecInput<'_>, cap_last: usize) -> Result<Spec> {
+    let config = input.config;
+    let security = &config.security;
+    let privileged = security.privileged;
+    let args = process_args(config, input.image)?;
+    let env = merge_env(&input.image.env, &config.env, &input.sandbox.hostname);
+    let cwd = config
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| input.image.working_dir.clone().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+
+    let caps: HashSet<Capability> = capability_names(security, cap_last)
+        .iter()
+        .map(|c| {
+            Capability::from_str(c)
+                .map_err(|_| Error::InvalidConfig(format!("unknown capability {c:?}")))
+        })
+        .collect::<Result<_>>()?;
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(spec_err)?;
+    let user = UserBuilder::default()
+        .uid(input.user.uid)
+        .gid(input.user.gid)
+        .additional_gids(input.user.additional_gids.clone())
+        .build()
+        .map_err(spec_err)?;
+    let process = ProcessBuilder::default()
+        .terminal(config.tty)
+        .user(user)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .no_new_privileges(security.no_new_privileges && !privileged)
+        .build()
+        .map_err(spec_err)?;
+
+    let user_dests: HashSet<&str> = config
+        .mounts
+        .iter()
+        .map(|m| m.container_path.as_str())
+        .collect();
+    let ro_sys = if privileged { "rw" } else { "ro" };
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", ro_sys],
+        )?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", ro_sys],
+        )?,
+    ];
+    // The Pod's files and its shared /dev/shm, unless the config mounts its own there.
+    let file_mode = if security.read_only_root_filesystem {
+        "ro"
+    } else {
+        "rw"
+    };
+    let sandbox_files = [
+        ("/dev/shm", input.sandbox.dir.join("shm"), "rw"),
+        ("/etc/hosts", input.sandbox.dir.join("hosts"), file_mode),
+        (
+            "/etc/hostname",
+            input.sandbox.dir.join("hostname"),
+            file_mode,
+        ),
+        (
+            "/etc/resolv.conf",
+            input.sandbox.dir.join("resolv.conf"),
+            file_mode,
+        ),
+    ];
+    for (dest, source, mode) in sandbox_files {
+        if !user_dests.contains(dest) {
+            mounts.push(mount(dest, "bind", source, &["rbind", "rprivate", mode])?);
+        }
+    }
+    // Parents before children, so a volume inside another volume lands on top of it.
+    let mut user_mounts: Vec<&runtime::Mount> = config.mounts.iter().collect();
+    user_mounts.sort_by_key(|m| Path::new(&m.container_path).components().count());
+    let mut rootfs_propagation: Option<&str> = None;
+    for m in user_mounts {
+        let propagation = match m.propagation {
+            Propagation::Private => "rprivate",
+            Propagation::HostToContainer => {
+                rootfs_propagation.get_or_insert("rslave");
+                "rslave"
+            }
+            Propagation::Bidirectional => {
+                rootfs_propagation = Some("rshared");
+                "rshared"
+            }
+        };
+        let mode = if m.read_only { "ro" } else { "rw" };
+        mounts.push(mount(
+            &m.container_path,
+            "bind",
+            m.host_path.clone(),
+            &["rbind", propagation, mode],
+        )?);
+    }
+
+    let mut namespaces = vec![
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Pid)
+            .build()
+            .map_err(spec_err)?,
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Mount)
+            .build()
+            .map_err(spec_err)?,
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Ipc)
+            .path(input.sandbox.ipcns.clone())
+            .build()
+            .map_err(spec_err)?,
+    ];
+    if let Some(net) = &input.sandbox.netns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(net.clone())
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    if let Some(uts) = &input.sandbox.utsns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Uts)
+                .path(uts.clone())
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+
+    // Deny every device, then runc adds its default allow list (null, zero, tty, ...).
+    let devices = vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(privileged)
+            .access("rwm")
+            .build()
+            .map_err(spec_err)?,
+    ];
+    let r = &config.resources;
+    let mut resources = LinuxResourcesBuilder::default().devices(devices);
+    if let Some(limit) = r.memory_limit.filter(|l| *l > 0) {
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit)
+                .build()
+                .map_err(spec_err)?,
+        );
+    }
+    if r.cpu_shares.is_some() || r.cpu_quota.is_some() || r.cpu_period.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(s) = r.cpu_shares {
+            cpu = cpu.shares(s);
+        }
+        if let Some(q) = r.cpu_quota {
+            cpu = cpu.quota(q);
+        }
+        if let Some(p) = r.cpu_period {
+            cpu = cpu.period(p);
+        }
+        resources = resources.cpu(cpu.build().map_err(spec_err)?);
+    }
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources.build().map_err(spec_err)?)
+        .cgroups_path(PathBuf::from(input.cgroups_path));
+    if !privileged {
+        linux = linux
+            .masked_paths(
+                MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
+    }
+    if let Some(p) = rootfs_propagation {
+        linux = linux.rootfs_propagation(p);
+    }
+
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(input.rootfs)
+                .readonly(security.read_only_root_filesystem)
+                .build()
+                .map_err(spec_err)?,
+        )
+        .mounts(mounts)
+        .process(process)
+        .linux(linux.build().map_err(spec_err)?);
+    if input.sandbox.utsns.is_some() {
+        spec = spec.hostname(input.sandbox.hostname.clone());
+    }
+    spec.build().map_err(spec_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_and_args_merge_like_docker() {
+        let img = image(&["/ep"], &["c1", "c2"]);
+        let mut c = ContainerConfig::default();
+        assert_eq!(
+            process_args(&c, &img).unwrap(),
+            strings(&["/ep", "c1", "c2"])
+        );
+        c.args = strings(&["a"]);
+        assert_eq!(process_args(&c, &img).unwrap(), strings(&["/ep", "a"]));
+        c.command = strings(&["/cmd"]);
+        assert_eq!(process_args(&c, &img).unwrap(), strings(&["/cmd", "a"]));
+        c.args.clear();
+        // command set: the image's Cmd is dropped too
+        assert_eq!(process_args(&c, &img).unwrap(), strings(&["/cmd"]));
+        let empty = ContainerConfig::default();
+        assert!(process_args(&empty, &image(&[], &[])).is_err());
+    }
+
+    #[test]
+    fn env_later_wins_in_place() {
+        let env = merge_env(
+            &strings(&["PATH=/img", "A=1", "B=2"]),
+            &[("A".into(), "x".into()), ("C".into(), "3".into())],
+            "web",
+        );
+        assert_eq!(
+            env,
+            strings(&["PATH=/img", "HOSTNAME=web", "A=x", "B=2", "C=3"])
+        );
+        let env = merge_env(&[], &[], "h");
+        assert_eq!(env[0], DEFAULT_PATH);
+    }
+
+    #[test]
+    fn capabilities_add_drop_all() {
+        let mut s = Security::default();
+        assert_eq!(capability_names(&s, 40).len(), DEFAULT_CAPS.len());
+        s.add_capabilities = strings(&["NET_ADMIN"]);
+        s.drop_capabilities = strings(&["CHOWN"]);
+        let caps = capability_names(&s, 40);
+        assert!(caps.contains(&"NET_ADMIN".to_string()));
+        assert!(!caps.contains(&"CHOWN".to_string()));
+        s.drop_capabilities = strings(&["ALL"]);
+        assert_eq!(capability_names(&s, 40), strings(&["NET_ADMIN"]));
+        s.add_capabilities = strings(&["ALL"]);
+        s.drop_capabilities = strings(&["SYS_ADMIN"]);
+        let caps = capability_names(&s, 40);
+        assert_eq!(caps.len(), 40);
+        assert!(!caps.contains(&"SYS_ADMIN".to_string()));
+        s.privileged = true;
+        assert_eq!(capability_names(&s, 37).len(), 38);
+    }
+
+    #[test]
+    fn users_resolve_from_passwd() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:100:101::/home/web:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nweb:x:101:\nwheel:x:10:web,other\n",
+        )
+        .unwrap();
+        let s = Security::default();
+        let u = resolve_user(&s, Some("web"), dir.path()).unwrap();
+        assert_eq!(
+            u,
+            ResolvedUser {
+                uid: 100,
+                gid: 101,
+                additional_gids: vec![10]
+            }
+        );
+        let u = resolve_user(&s, Some("100:0"), dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid), (100, 0));
+        let u = resolve_user(&s, None, dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid), (0, 0));
+        let s2 = Security {
+            run_as_user: Some(1234),
+            run_as_group: Some(5),
+            supplemental_groups: vec![7],
+            ..Default::default()
+        };
+        let u = resolve_user(&s2, Some("web"), dir.path()).unwrap();
+        assert_eq!(
+            u,
+            ResolvedUser {
+                uid: 1234,
+                gid: 5,
+                additional_gids: vec![7]
+            }
+        );
+        let s3 = Security {
+            run_as_non_root: true,
+            ..Default::default()
+        };
+        assert!(resolve_user(&s3, None, dir.path()).is_err());
+        assert!(resolve_user(&s, Some("nobody"), dir.path()).is_err());
+    }
+
+    #[test]
+    fn spec_has_namespaces_mounts_and_limits() {
+        let mut c = ContainerConfig {
+            command: strings(&["sh"]),
+            ..Default::default()
+        };
+        c.mounts.push(runtime::Mount {
+            host_path: "/data".into(),
+            container_path: "/data".into(),
+            read_only: true,
+            propagation: Propagation::HostToContainer,
+        });
+        c.resources.memory_limit = Some(64 << 20);
+        c.resources.cpu_quota = Some(50_000);
+        c.security.read_only_root_filesystem = true;
+        let sandbox = SandboxPaths {
+            dir: "/sb".into(),
+            netns: Some("/sb/ns/net".into()),
+            ipcns: "/sb/ns/ipc".into(),
+            utsns: Some("/sb/ns/uts".into()),
+            hostname: "pod".into(),
+        };
+        let img = ImageConfig::default();
+        let input = SpecInput {
+            config: &c,
+            image: &img,
+            rootfs: Path::new("/c/rootfs"),
+            sandbox: &sandbox,
+            cgroups_path: "/kubepods/pod1/c1",
+            user: ResolvedUser {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+            },
+        };
+        let spec = build_spec(&input, 40).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["hostname"], "pod");
+        assert_eq!(json["root"]["readonly"], true);
+        let ns = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            ns.iter()
+                .any(|n| n["type"] == "network" && n["path"] == "/sb/ns/net")
+        );
+        assert!(
+            ns.iter()
+                .any(|n| n["type"] == "pid" && n.get("path").is_none())
+        );
+        let mounts = json["mounts"].as_array().unwrap();
+        let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+        assert_eq!(
+            data["options"],
+            serde_json::json!(["rbind", "rslave", "ro"])
+        );
+        let hosts = mounts
+            .iter()
+            .find(|m| m["destination"] == "/etc/hosts")
+            .unwrap();
+        assert_eq!(hosts["source"], "/sb/hosts");
+        assert_eq!(json["linux"]["rootfsPropagation"], "rslave");
+        assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(json["linux"]["cgroupsPath"], "/kubepods/pod1/c1");
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            DEFAULT_CAPS.len()
+        );
+        assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 5);
+    }
+}
