@@ -170,6 +170,58 @@ impl ApiError {
         .with_details(d)
     }
 
+    /// 422 Invalid for a request's options, which have no name:
+    /// `DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: ...`.
+    pub fn invalid_options(kind: &str, errors: &[FieldError]) -> Self {
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.kind.reason(), "message": e.body(), "field": e.field}))
+            .collect();
+        let d = json!({"group": "meta.k8s.io", "kind": kind, "causes": causes});
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("{kind}.meta.k8s.io \"\" is invalid: {}", aggregate(errors)),
+        )
+        .with_details(d)
+    }
+
+    /// 409 Conflict from a failed delete precondition. Kubernetes' BeforeDelete names the kind
+    /// here, not the resource: `Operation cannot be fulfilled on ConfigMap "x": ...`.
+    pub fn precondition_failed(r: &Resource, name: &str, why: &str) -> Self {
+        let mut d = json!({"name": name, "kind": r.kind});
+        let what = if r.group.is_empty() {
+            r.kind.to_string()
+        } else {
+            d["group"] = json!(r.group);
+            format!("{}.{}", r.kind, r.group)
+        };
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
+        )
+        .with_details(d)
+    }
+
+    /// 409 Conflict on a subresource: `Operation cannot be fulfilled on pods/binding "p": ...`.
+    pub fn subresource_conflict(r: &Resource, sub: &str, name: &str, why: &str) -> Self {
+        let resource = format!("{}/{sub}", r.plural);
+        let mut d = json!({"name": name, "kind": resource});
+        let what = if r.group.is_empty() {
+            resource
+        } else {
+            d["group"] = json!(r.group);
+            format!("{resource}.{}", r.group)
+        };
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {what} \"{name}\": {why}"),
+        )
+        .with_details(d)
+    }
+
     /// 422 for a patch that cannot be applied.
     pub fn invalid_patch(message: &str) -> Self {
         Self::new(

@@ -306,6 +306,24 @@ pub fn identity(obj: &Value) -> (Option<String>, String) {
     (ns, name)
 }
 
+/// Drops empty `labels`, `annotations`, `finalizers` and `ownerReferences` from an object's
+/// metadata. Kubernetes never shows them empty: its stored form cannot tell an empty map or
+/// list from an absent one, so `kubectl label x k-` on the last label leaves no `labels: {}`.
+pub fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.retain(|k, v| {
+            let listy = matches!(
+                k.as_str(),
+                "labels" | "annotations" | "finalizers" | "ownerReferences"
+            );
+            let empty = v.is_null()
+                || v.as_object().is_some_and(|m| m.is_empty())
+                || v.as_array().is_some_and(|a| a.is_empty());
+            !(listy && empty)
+        });
+    }
+}
+
 /// An object's stored revision, parsed from its `resourceVersion`.
 pub fn revision_of(obj: &Value) -> Option<Revision> {
     obj.pointer("/metadata/resourceVersion")

@@ -109,6 +109,7 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     let generated = generate_name(&mut obj);
     api::strategy::prepare_for_create(r, &mut obj);
     api::strategy::default_object(r, &mut obj);
+    crate::objects::drop_empty_metadata(&mut obj);
     let (ns, name) = identity(&obj);
     let errors = api::strategy::validate_create(r, &obj);
     if !errors.is_empty() {
@@ -130,6 +131,16 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     meta.remove("selfLink");
     call.record_manager(None, &mut obj, &now);
     if call.query.dry_run()? {
+        // A dry run still fails where the write would: on a name that is taken.
+        let (ns, name) = identity(&obj);
+        if call
+            .objects()
+            .try_get(r, ns.as_deref(), &name)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::already_exists(r, &name));
+        }
         return Ok(obj);
     }
     // A generated name can collide; kube-apiserver retries those with a new suffix.

@@ -7,6 +7,7 @@ use crate::error::{ApiError, ApiResult, details};
 use crate::objects::{Objects, revision_of};
 use crate::request;
 use crate::time;
+use api::field::{ErrorType, FieldError};
 use api::registry::Resource;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -41,9 +42,14 @@ fn options(call: &Call) -> ApiResult<DeleteOptions> {
         .or(call.query.non_empty("propagationPolicy"))
         && !["Orphan", "Background", "Foreground"].contains(&p)
     {
-        return Err(ApiError::bad_request(format!(
-            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-        )));
+        // ValidateDeleteOptions lists the values in this order, unsorted.
+        let error = FieldError::new(
+            ErrorType::NotSupported,
+            "propagationPolicy",
+            json!(p),
+            r#"supported values: "Foreground", "Background", "Orphan", "nil""#,
+        );
+        return Err(ApiError::invalid_options("DeleteOptions", &[error]));
     }
     let mut dry_run = call.query.dry_run()?;
     if let Some(values) = body.get("dryRun").and_then(Value::as_array) {
@@ -68,8 +74,16 @@ pub async fn delete(call: &Call) -> ApiResult<Response> {
     let opts = options(call)?;
     let r = call.target.resource;
     let name = call.name()?;
+    if is_namespace(r) && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            r,
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
     match delete_object(call.objects(), r, call.ns(), name, &opts).await? {
         Deleted::Pending(obj) => Ok(call.reply(StatusCode::OK, &obj)),
+        Deleted::Gone(obj) if returns_deleted_object(r) => Ok(call.reply(StatusCode::OK, &obj)),
         Deleted::Gone(obj) => {
             let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(json!(""));
             let mut d = details(r, name);
@@ -82,6 +96,29 @@ pub async fn delete(call: &Call) -> ApiResult<Response> {
             ))
         }
     }
+}
+
+/// The namespaces the NamespaceLifecycle admission plugin never lets anyone delete.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+fn is_namespace(r: &Resource) -> bool {
+    r.kind == "Namespace" && r.group.is_empty()
+}
+
+/// Whether a delete that removed the object answers with the object rather than a Status
+/// (`ReturnDeletedObject` in the kind's registry storage).
+fn returns_deleted_object(r: &Resource) -> bool {
+    matches!(
+        (r.group, r.plural),
+        (
+            "",
+            "pods"
+                | "serviceaccounts"
+                | "namespaces"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        ) | ("storage.k8s.io", "storageclasses")
+    )
 }
 
 /// The outcome of a delete.
@@ -124,17 +161,25 @@ pub async fn delete_object(
 ) -> ApiResult<Deleted> {
     for _ in 0..16 {
         let obj = objects.get(r, ns, name).await?;
+        let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
+        if is_namespace(r) {
+            match delete_namespace(objects, r, name, obj.clone(), marked, opts).await? {
+                Some(Ok(done)) => return Ok(done),
+                Some(Err(())) => continue,
+                None => {}
+            }
+        }
         if let Some(uid) = &opts.uid {
             let actual = obj
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if uid != actual {
-                return Err(ApiError::conflict_because(
+                return Err(ApiError::precondition_failed(
                     r,
                     name,
                     &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        "the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
                     ),
                 ));
             }
@@ -145,11 +190,11 @@ pub async fn delete_object(
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if rv != actual {
-                return Err(ApiError::conflict_because(
+                return Err(ApiError::precondition_failed(
                     r,
                     name,
                     &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({actual}). The object might have been modified"
                     ),
                 ));
             }
@@ -167,7 +212,6 @@ pub async fn delete_object(
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-        let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
         let current_grace = obj
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64);
@@ -207,6 +251,62 @@ pub async fn delete_object(
         }
     }
     Err(ApiError::conflict(r, name))
+}
+
+/// What namespace storage's own Delete does before the generic path: the first delete only
+/// marks the namespace Terminating (the namespace controller then empties it), and while
+/// `spec.finalizers` remain a delete is refused. `None` means: continue on the generic path;
+/// `Some(Err(()))`: the object changed underneath, read it again.
+async fn delete_namespace(
+    objects: &Objects,
+    r: &'static Resource,
+    name: &str,
+    obj: Value,
+    marked: bool,
+    opts: &DeleteOptions,
+) -> ApiResult<Option<Result<Deleted, ()>>> {
+    if let Some(uid) = &opts.uid {
+        let actual = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if uid != actual {
+            return Err(ApiError::conflict_because(
+                r,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                ),
+            ));
+        }
+    }
+    if !marked {
+        let expected = revision_of(&obj)
+            .ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
+        let mut new = obj;
+        new["metadata"]["deletionTimestamp"] = json!(time::now());
+        new["status"]["phase"] = json!("Terminating");
+        if opts.dry_run {
+            return Ok(Some(Ok(Deleted::Pending(new))));
+        }
+        return match objects.update(r, new, expected).await {
+            Ok(saved) => Ok(Some(Ok(Deleted::Pending(saved)))),
+            Err(e) if e.reason == "Conflict" => Ok(Some(Err(()))),
+            Err(e) => Err(e),
+        };
+    }
+    let finalizing = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if finalizing {
+        return Err(ApiError::conflict_because(
+            r,
+            name,
+            "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+        ));
+    }
+    Ok(None)
 }
 
 /// Deletes every object of a collection that the selectors match; replies with the list of

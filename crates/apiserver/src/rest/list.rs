@@ -18,7 +18,8 @@ pub fn list_request(call: &Call) -> ApiResult<ListRequest> {
         .non_empty("labelSelector")
         .map(LabelSelector::parse)
         .transpose()
-        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        // The parser's message already reads "unable to parse requirement: ...", as labels.Parse's does.
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = call
         .query
         .non_empty("fieldSelector")

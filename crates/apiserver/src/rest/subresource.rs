@@ -45,8 +45,10 @@ async fn bind(call: &Call) -> ApiResult<Response> {
     }
     let old = call.objects().get(r, call.ns(), name).await?;
     if old.pointer("/metadata/deletionTimestamp").is_some() {
-        return Err(ApiError::conflict_because(
+        // BindingREST reports these as conflicts on pods/binding.
+        return Err(ApiError::subresource_conflict(
             r,
+            "binding",
             name,
             &format!("pod {name} is being deleted, cannot be assigned to a host"),
         ));
@@ -56,8 +58,10 @@ async fn bind(call: &Call) -> ApiResult<Response> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
     {
-        return Err(ApiError::conflict_because(
+        // BindingREST reports these as conflicts on pods/binding.
+        return Err(ApiError::subresource_conflict(
             r,
+            "binding",
             name,
             &format!("pod {name} is already assigned to node {current:?}"),
         ));

@@ -84,6 +84,7 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
         _ => api::strategy::prepare_for_update(r, &mut new, old),
     }
     api::strategy::default_object(r, &mut new);
+    crate::objects::drop_empty_metadata(&mut new);
     let errors = api::strategy::validate_update(r, &new, old);
     if !errors.is_empty() {
         return Err(ApiError::invalid(r, &name, &errors));
@@ -108,8 +109,10 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
     call.objects().update(r, new, expected).await
 }
 
-/// Whether an object marked for deletion has nothing left to wait for: no finalizers and no
-/// grace period (a Pod's grace period is waited for by its node).
+/// Whether an object marked for deletion has nothing left to wait for: no finalizers and a
+/// grace period of 0 (a Pod's grace period is waited for by its node). An object marked without
+/// a grace period, as a terminating Namespace is, is never deleted by an update (the store's
+/// `shouldDeleteDuringUpdate`); the namespace controller deletes it.
 pub fn should_delete_now(obj: &Value) -> bool {
     let marked = obj.pointer("/metadata/deletionTimestamp").is_some();
     let finalizers = obj
@@ -118,9 +121,8 @@ pub fn should_delete_now(obj: &Value) -> bool {
         .is_some_and(|f| !f.is_empty());
     let grace = obj
         .pointer("/metadata/deletionGracePeriodSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    marked && !finalizers && grace == 0
+        .and_then(Value::as_i64);
+    marked && !finalizers && grace == Some(0)
 }
 
 fn same_ignoring_version(old: &Value, new: &Value) -> bool {
