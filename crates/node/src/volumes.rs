@@ -1,0 +1,395 @@
+//! The tutorial's volumes, laid out as kubelet lays them (`pods/<uid>/volumes/<plugin>/<vol>`):
+//! `emptyDir` is a directory under the Pod's dir, made once when the Pod starts (a `ready`
+//! marker records that, so container restarts and agent restarts keep its content) and
+//! removed with the Pod; `hostPath` is checked or created per its type and bind-mounted as is.
+//! [`make_mounts`] turns a container's volumeMounts into the runtime's bind mounts, plus the
+//! termination-message file.
+//!
+//! Other volume kinds are not set up here yet: their mounts are left out with a warning.
+
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use runtime::{Mount, Propagation};
+use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// kubelet's escaped plugin directory name for emptyDir.
+pub const EMPTY_DIR_PLUGIN: &str = "kubernetes.io~empty-dir";
+
+/// `<root>/pods/<uid>`.
+pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
+    root.join("pods").join(uid)
+}
+
+/// `<root>/pods/<uid>/volumes/kubernetes.io~empty-dir/<vol>`.
+pub fn empty_dir_path(root: &Path, uid: &str, volume: &str) -> PathBuf {
+    pod_dir(root, uid)
+        .join("volumes")
+        .join(EMPTY_DIR_PLUGIN)
+        .join(volume)
+}
+
+/// The termination-message file of one container instance
+/// (`<root>/pods/<uid>/containers/<name>/<attempt>`).
+pub fn termination_log_path(root: &Path, uid: &str, container: &str, attempt: u32) -> PathBuf {
+    pod_dir(root, uid)
+        .join("containers")
+        .join(container)
+        .join(attempt.to_string())
+}
+
+/// A volume that could not be set up: its name and kubelet's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupError {
+    /// The volume's name.
+    pub volume: String,
+    /// What went wrong (`hostPath type check failed: /x is not a directory`).
+    pub message: String,
+}
+
+fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+/// Makes every volume of the Pod ready (idempotent). The first failure is returned; kubelet
+/// shows it as `MountVolume.SetUp failed for volume "<vol>" : <message>`.
+pub fn setup(root: &Path, pod: &Pod) -> Result<(), SetupError> {
+    let uid = uid_of(pod);
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or(&[]);
+    for v in volumes {
+        let fail = |message: String| SetupError {
+            volume: v.name.clone(),
+            message,
+        };
+        if v.empty_dir.is_some() {
+            setup_empty_dir(root, uid, &v.name).map_err(fail)?;
+        } else if let Some(h) = &v.host_path {
+            setup_host_path(&h.path, h.type_.as_deref().unwrap_or("")).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+fn setup_empty_dir(root: &Path, uid: &str, name: &str) -> Result<(), String> {
+    let marker_dir = pod_dir(root, uid)
+        .join("plugins")
+        .join(EMPTY_DIR_PLUGIN)
+        .join(name);
+    let marker = marker_dir.join("ready");
+    let dir = empty_dir_path(root, uid, name);
+    if marker.exists() && dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    // MkdirAll is subject to the umask; emptyDir is 0777 whatever it is.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    fs::create_dir_all(&marker_dir).map_err(|e| format!("mkdir {}: {e}", marker_dir.display()))?;
+    fs::write(&marker, b"").map_err(|e| format!("write {}: {e}", marker.display()))?;
+    Ok(())
+}
+
+fn setup_host_path(path: &str, type_: &str) -> Result<(), String> {
+    if Path::new(path)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("invalid HostPath `{path}`: must not contain '..'"));
+    }
+    let p = Path::new(path);
+    let meta = fs::metadata(p).ok();
+    let check = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("hostPath type check failed: {path} is not {what}"))
+        }
+    };
+    use std::os::unix::fs::FileTypeExt;
+    match type_ {
+        // Unset: like containerd, make a missing path a directory so the bind mount works.
+        "" | "DirectoryOrCreate" => {
+            if meta.is_none() {
+                fs::create_dir_all(p).map_err(|e| format!("mkdir {path}: {e}"))?;
+                if type_ == "DirectoryOrCreate" {
+                    let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o755));
+                }
+            }
+            if type_.is_empty() {
+                return Ok(());
+            }
+            check(fs::metadata(p).is_ok_and(|m| m.is_dir()), "a directory")
+        }
+        "Directory" => check(meta.is_some_and(|m| m.is_dir()), "a directory"),
+        "FileOrCreate" => {
+            if meta.is_none() {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o644)
+                    .open(p)
+                    .map_err(|e| format!("open {path}: {e}"))?;
+            }
+            check(fs::metadata(p).is_ok_and(|m| !m.is_dir()), "a file")
+        }
+        "File" => check(meta.is_some_and(|m| !m.is_dir()), "a file"),
+        "Socket" => check(
+            meta.is_some_and(|m| m.file_type().is_socket()),
+            "a socket file",
+        ),
+        "CharDevice" => check(
+            meta.is_some_and(|m| m.file_type().is_char_device()),
+            "a character device",
+        ),
+        "BlockDevice" => check(
+            meta.is_some_and(|m| m.file_type().is_block_device()),
+            "a block device",
+        ),
+        other => Err(format!("{other} is an invalid volume type")),
+    }
+}
+
+/// Removes everything the node holds for the Pod (its volumes and termination files).
+pub fn teardown(root: &Path, uid: &str) -> std::io::Result<()> {
+    match fs::remove_dir_all(pod_dir(root, uid)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the Pod's emptyDir volumes only (a finished Pod whose object stays).
+pub fn teardown_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
+    for sub in ["volumes", "plugins"] {
+        match fs::remove_dir_all(pod_dir(root, uid).join(sub)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn volume<'a>(pod: &'a Pod, name: &str) -> Option<&'a Volume> {
+    pod.spec
+        .as_ref()?
+        .volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == name)
+}
+
+/// The bind mounts of one container instance: its volumeMounts (with subPath), then the
+/// termination-message file (made here, empty and writable by any user).
+pub fn make_mounts(
+    root: &Path,
+    pod: &Pod,
+    container: &Container,
+    attempt: u32,
+) -> Result<Vec<Mount>, String> {
+    let uid = uid_of(pod);
+    let mut mounts = vec![];
+    for m in container.volume_mounts.iter().flatten() {
+        let Some(v) = volume(pod, &m.name) else {
+            return Err(format!(
+                "cannot find volume {:?} to mount into container {:?}",
+                m.name, container.name
+            ));
+        };
+        let (base, plugin_read_only) = if v.empty_dir.is_some() {
+            (empty_dir_path(root, uid, &v.name), false)
+        } else if let Some(h) = &v.host_path {
+            (PathBuf::from(&h.path), false)
+        } else {
+            tracing::warn!(volume = %v.name, pod = ?pod.metadata.name, "volume kind not supported yet; not mounted");
+            continue;
+        };
+        let host_path = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => {
+                if Path::new(sub).is_absolute()
+                    || Path::new(sub)
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(format!("invalid subpath {sub:?}"));
+                }
+                let p = base.join(sub);
+                if !p.exists() {
+                    fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+                    let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o777));
+                }
+                p
+            }
+            None => base,
+        };
+        let propagation = match m.mount_propagation.as_deref() {
+            Some("HostToContainer") => Propagation::HostToContainer,
+            Some("Bidirectional") => Propagation::Bidirectional,
+            _ => Propagation::Private,
+        };
+        mounts.push(Mount {
+            host_path,
+            container_path: m.mount_path.clone(),
+            read_only: m.read_only == Some(true) || plugin_read_only,
+            propagation,
+        });
+    }
+    let term_path = container
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".to_string());
+    let file = termination_log_path(root, uid, &container.name, attempt);
+    if let Some(dir) = file.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    }
+    fs::write(&file, b"").map_err(|e| format!("write {}: {e}", file.display()))?;
+    // Containers may run as any user and must be able to write their message.
+    let _ = fs::set_permissions(&file, fs::Permissions::from_mode(0o666));
+    if !mounts.iter().any(|m| m.container_path == term_path) {
+        mounts.push(Mount {
+            host_path: file,
+            container_path: term_path,
+            read_only: false,
+            propagation: Propagation::Private,
+        });
+    }
+    Ok(mounts)
+}
+
+/// The termination message an exited instance left (at most 4096 bytes, as kubelet reads).
+pub fn read_termination_message(
+    root: &Path,
+    uid: &str,
+    container: &str,
+    attempt: u32,
+) -> Option<String> {
+    let bytes = fs::read(termination_log_path(root, uid, container, attempt)).ok()?;
+    let bytes = &bytes[..bytes.len().min(4096)];
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The last lines of a CRI-format log file as a termination message
+/// (`terminationMessagePolicy: FallbackToLogsOnError`: 80 lines, 2048 bytes at most).
+pub fn log_tail_message(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(80);
+    let mut out = String::new();
+    for line in &lines[start..] {
+        // `<time> <stream> <P|F> <content>`: a P (partial) line continues on the next.
+        let mut parts = line.splitn(4, ' ');
+        let (_, _, tag, content) = (parts.next(), parts.next(), parts.next(), parts.next());
+        out.push_str(content.unwrap_or(""));
+        if tag != Some("P") {
+            out.push('\n');
+        }
+    }
+    if out.len() > 2048 {
+        let mut cut = out.len() - 2048;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_string();
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(dir: &Path) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {
+                "volumes": [
+                    {"name": "cache", "emptyDir": {}},
+                    {"name": "data", "hostPath": {"path": dir.join("host/data").to_str().unwrap(), "type": "DirectoryOrCreate"}},
+                    {"name": "token", "projected": {"sources": []}},
+                ],
+                "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
+                    {"name": "cache", "mountPath": "/cache"},
+                    {"name": "data", "mountPath": "/data", "readOnly": true, "subPath": "sub"},
+                    {"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                ]}]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn empty_dir_is_made_once_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("node");
+        let p = pod(tmp.path());
+        setup(&root, &p).unwrap();
+        let dir = empty_dir_path(&root, "u1", "cache");
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o777
+        );
+        fs::write(dir.join("f"), "x").unwrap();
+        setup(&root, &p).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "x");
+        assert!(tmp.path().join("host/data").is_dir());
+
+        let mounts = make_mounts(&root, &p, &p.spec.as_ref().unwrap().containers[0], 2).unwrap();
+        assert_eq!(mounts.len(), 3, "{mounts:?}");
+        assert_eq!(mounts[0].host_path, dir);
+        assert_eq!(mounts[1].host_path, tmp.path().join("host/data/sub"));
+        assert!(mounts[1].read_only);
+        assert_eq!(mounts[2].container_path, "/dev/termination-log");
+        assert_eq!(
+            mounts[2].host_path,
+            termination_log_path(&root, "u1", "c", 2)
+        );
+        fs::write(&mounts[2].host_path, "bye").unwrap();
+        assert_eq!(
+            read_termination_message(&root, "u1", "c", 2).as_deref(),
+            Some("bye")
+        );
+
+        teardown(&root, "u1").unwrap();
+        assert!(!dir.exists());
+        assert!(
+            tmp.path().join("host/data/sub").is_dir(),
+            "hostPath data outlives the pod"
+        );
+    }
+
+    #[test]
+    fn host_path_type_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        fs::write(&file, "").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(
+            setup_host_path(f, "Directory").unwrap_err(),
+            format!("hostPath type check failed: {f} is not a directory")
+        );
+        setup_host_path(f, "File").unwrap();
+        let missing = tmp.path().join("new/file");
+        assert!(
+            setup_host_path(missing.to_str().unwrap(), "FileOrCreate")
+                .unwrap_err()
+                .starts_with("open ")
+        );
+        assert_eq!(
+            setup_host_path("/a/../b", "").unwrap_err(),
+            "invalid HostPath `/a/../b`: must not contain '..'"
+        );
+    }
+
+    #[test]
+    fn log_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("0.log");
+        fs::write(&log, "2024-01-01T00:00:00Z stdout P par\n2024-01-01T00:00:00Z stdout F tial\n2024-01-01T00:00:01Z stderr F boom\n").unwrap();
+        assert_eq!(log_tail_message(&log).as_deref(), Some("partial\nboom\n"));
+    }
+}
