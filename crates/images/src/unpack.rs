@@ -521,7 +521,8 @@ mod tests {
         let chunks: Vec<&[u8]> = data.chunks(100_000).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let last = (i + 1 == chunks.len()) as u32;
-            let header = last | (0 << 1) | ((chunk.len() as u32) << 3);
+            // Block type 0 (raw) in bits 1-2, so only the last flag and the size.
+            let header = last | ((chunk.len() as u32) << 3);
             out.extend_from_slice(&header.to_le_bytes()[..3]);
             out.extend_from_slice(chunk);
         }
