@@ -2,6 +2,7 @@
 
 use crate::OciRuntime;
 use runtime::{StreamRequest, StreamSession};
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,7 +34,11 @@ pub(crate) async fn exec(
         });
     }
     let mut cmd = rt.runc_command();
-    cmd.arg("exec").arg(id).args(&req.command);
+    // With a log file, runc prints its own failure as one plain sentence on stderr (not a
+    // logrus line), the text kubectl users know.
+    cmd.args(["--log", "/dev/null", "--log-format", "json", "exec"])
+        .arg(id)
+        .args(&req.command);
     cmd.stdin(if req.stdin {
         Stdio::piped()
     } else {
@@ -91,11 +96,15 @@ pub(crate) async fn attach(
     req: &StreamRequest,
 ) -> runtime::Result<StreamSession> {
     let (dir, tty) = rt.running_dir(id).await?;
-    let mut out_sock = tokio::net::UnixStream::connect(dir.join("attach.sock"))
+    // Through the directory's descriptor: the full path may be too long for a socket address.
+    let dir_fd =
+        std::fs::File::open(&dir).map_err(|e| internal("open the container directory", e))?;
+    let short = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir_fd.as_raw_fd()));
+    let mut out_sock = tokio::net::UnixStream::connect(short.join("attach.sock"))
         .await
         .map_err(|e| internal("connect to the container's output", e))?;
     let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if req.stdin {
-        let s = tokio::net::UnixStream::connect(dir.join("stdin.sock"))
+        let s = tokio::net::UnixStream::connect(short.join("stdin.sock"))
             .await
             .map_err(|e| internal("connect to the container's stdin", e))?;
         Some(Box::new(s))
@@ -138,9 +147,9 @@ pub(crate) async fn attach(
     });
     let resize = if tty {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
-        let path = dir.join("resize.sock");
+        let resize_sock = tokio::net::UnixStream::connect(short.join("resize.sock")).await;
         tokio::spawn(async move {
-            let Ok(mut s) = tokio::net::UnixStream::connect(path).await else {
+            let Ok(mut s) = resize_sock else {
                 return;
             };
             while let Some((cols, rows)) = rx.recv().await {

@@ -129,6 +129,10 @@ fn bind(path: &Path) -> Result<UnixListener> {
 
 fn run(dir: &Path) -> Result<()> {
     let cfg: ShimConfig = meta::read_json(&dir.join("shim.json"))?;
+    // Socket paths are limited to 108 bytes and the container directory can be longer, so the
+    // shim works in it and binds its sockets by relative name (clients reach them through
+    // `/proc/self/fd/<dir fd>/`).
+    std::env::set_current_dir(dir).map_err(Error::io("enter", dir))?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("set child subreaper"))?;
     let runc_log = dir.join("runc.log");
     let pid_file = dir.join("init.pid");
@@ -147,17 +151,17 @@ fn run(dir: &Path) -> Result<()> {
     // Sockets are bound before the container runs, so they exist once the agent hears
     // "started".
     let stdin_listener = if cfg.stdin {
-        Some(bind(&dir.join("stdin.sock"))?)
+        Some(bind(Path::new("stdin.sock"))?)
     } else {
         None
     };
-    let attach_listener = bind(&dir.join("attach.sock"))?;
+    let attach_listener = bind(Path::new("attach.sock"))?;
 
     let mut readers: Vec<(File, &'static str)> = Vec::new();
     let mut stdin_writer: Option<File> = None;
     let mut console: Option<OwnedFd> = None;
     if cfg.tty {
-        let console_path = dir.join("console.sock");
+        let console_path = PathBuf::from("console.sock");
         let console_listener = bind(&console_path)?;
         cmd.arg("--console-socket").arg(&console_path);
         cmd.stdin(Stdio::null())
@@ -258,7 +262,7 @@ fn run(dir: &Path) -> Result<()> {
         std::thread::spawn(move || serve_stdin(listener, writer, once));
     }
     if let Some(master) = &console {
-        let listener = bind(&dir.join("resize.sock"))?;
+        let listener = bind(Path::new("resize.sock"))?;
         let fd = master.as_raw_fd();
         std::thread::spawn(move || serve_resize(listener, fd));
     }

@@ -1,0 +1,542 @@
+//! Black-box tests with the real runc, busybox and iproute2. They need root; without it (or
+//! without runc or busybox) each test prints why it skipped. They run one at a time: they
+//! share the node's bridge.
+
+use runtime::{ContainerConfig, ContainerRuntime, ContainerState, SandboxConfig, StreamRequest};
+use runtime_oci::{ImageConfig, OciConfig, OciRuntime, RootfsProvider};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root".into());
+    }
+    for tool in ["runc", "busybox", "ip"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        if !found {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("SKIPPED: this test needs root, runc, busybox and ip ({why})");
+            return;
+        }
+    };
+}
+
+/// One image: a busybox root filesystem.
+struct Busybox {
+    dir: PathBuf,
+}
+
+impl RootfsProvider for Busybox {
+    fn image_config(&self, _image_id: &str) -> runtime::Result<ImageConfig> {
+        Ok(ImageConfig {
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            ..Default::default()
+        })
+    }
+    fn layers(&self, _image_id: &str) -> runtime::Result<Vec<PathBuf>> {
+        Ok(vec![self.dir.clone()])
+    }
+}
+
+fn busybox_rootfs(r: &Path) {
+    for d in [
+        "bin", "sbin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(bb, r.join("bin/busybox")).unwrap();
+    let list = std::process::Command::new(bb)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = r.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link).unwrap();
+        }
+    }
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+}
+
+/// A runtime on a fresh root; everything it made is shut down and checked on drop, even when
+/// the test fails.
+struct Env {
+    rt: OciRuntime,
+    config: OciConfig,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("tatami-oci-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let image = dir.path().join("image");
+        busybox_rootfs(&image);
+        let mut config = OciConfig::new(dir.path().join("root"), Arc::new(Busybox { dir: image }));
+        config.shim_exe = PathBuf::from(env!("CARGO_BIN_EXE_tatami-oci-shim"));
+        config.shim_args = vec![];
+        let rt = OciRuntime::new(config.clone()).unwrap();
+        Env { rt, config, dir }
+    }
+
+    fn sandbox_config(&self, name: &str) -> SandboxConfig {
+        SandboxConfig {
+            pod_uid: format!("uid-{name}"),
+            pod_name: name.into(),
+            namespace: "default".into(),
+            hostname: name.into(),
+            resolv_conf: "nameserver 127.0.0.1\n".into(),
+            log_directory: self.dir.path().join("logs").join(name),
+            cgroup_parent: format!("/tatami-test/pod{name}"),
+            ..Default::default()
+        }
+    }
+}
+
+fn container(name: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        name: name.into(),
+        image: "busybox".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: PathBuf::from(format!("{name}/0.log")),
+        ..Default::default()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let rt = self.rt.clone();
+        let root = self.config.root.clone();
+        std::thread::spawn(move || {
+            let tokio = tokio::runtime::Runtime::new().unwrap();
+            if let Err(e) = tokio.block_on(rt.shutdown_all()) {
+                eprintln!("shutdown_all: {e}");
+            }
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            for line in mounts
+                .lines()
+                .filter(|l| l.contains(root.to_str().unwrap()))
+            {
+                let target = line.split(' ').nth(4).unwrap();
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        })
+        .join()
+        .unwrap();
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/memory/tatami-test");
+        for c in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(c.path().join("tatami-test"));
+        }
+    }
+}
+
+async fn wait_exited(rt: &OciRuntime, id: &str) -> runtime::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = rt.container_status(id).await.unwrap();
+        if st.state == ContainerState::Exited || Instant::now() > deadline {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn log_entries(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            assert!(
+                f[0].parse::<jiff::Timestamp>().is_ok(),
+                "bad timestamp in {l:?}"
+            );
+            (
+                f[1].to_string(),
+                f[2].to_string(),
+                f.get(3).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_logs_and_exit_code() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("echo");
+    let t = Instant::now();
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let t_sb = t.elapsed();
+    let c = container(
+        "main",
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; printf 'no newline'; exit 3",
+        ],
+    );
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    let t_create = t.elapsed();
+    env.rt.start_container(&id).await.unwrap();
+    let t_start = t.elapsed();
+    println!(
+        "timing: run_sandbox {:?}, +create {:?}, +start {:?}, total {:?}",
+        t_sb,
+        t_create - t_sb,
+        t_start - t_create,
+        t_start
+    );
+    let st = wait_exited(&env.rt, &id).await;
+    assert_eq!(st.state, ContainerState::Exited);
+    assert_eq!(st.exit_code, Some(3));
+    assert_eq!(st.reason.as_deref(), Some("Error"));
+    assert!(st.started_at.is_some() && st.finished_at.is_some());
+    assert_eq!(st.log_path, sbc.log_directory.join("main/0.log"));
+    let mut entries = log_entries(&st.log_path);
+    entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
+    assert_eq!(
+        entries,
+        vec![
+            ("stderr".into(), "F".into(), "oops".into()),
+            ("stdout".into(), "F".into(), "hello".into()),
+            ("stdout".into(), "P".into(), "no newline".into()),
+        ]
+    );
+    // The Pod's files and hostname are in place.
+    let c2 = container(
+        "files",
+        &[
+            "sh",
+            "-c",
+            "hostname; cat /etc/resolv.conf; grep -c localhost /etc/hosts",
+        ],
+    );
+    let id2 = env.rt.create_container(&sb, &c2, &sbc).await.unwrap();
+    env.rt.start_container(&id2).await.unwrap();
+    let st2 = wait_exited(&env.rt, &id2).await;
+    assert_eq!(st2.exit_code, Some(0));
+    assert_eq!(st2.reason.as_deref(), Some("Completed"));
+    let out: Vec<String> = log_entries(&st2.log_path)
+        .into_iter()
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(out, vec!["echo", "nameserver 127.0.0.1", "2"]);
+    // A missing executable fails the start with runc's words.
+    let bad = container("bad", &["nope"]);
+    let id3 = env.rt.create_container(&sb, &bad, &sbc).await.unwrap();
+    let err = env.rt.start_container(&id3).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("executable file not found in $PATH"),
+        "{err}"
+    );
+    let st3 = env.rt.container_status(&id3).await.unwrap();
+    assert_eq!(
+        (st3.state, st3.exit_code, st3.reason.as_deref()),
+        (ContainerState::Exited, Some(128), Some("StartError"))
+    );
+    // Removing twice is fine, and the log stays.
+    env.rt.remove_container(&id).await.unwrap();
+    env.rt.remove_container(&id).await.unwrap();
+    assert!(st.log_path.exists());
+    assert!(
+        env.rt
+            .container_status(&id)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_with_and_without_grace() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("stop");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    // pid 1 ignores SIGTERM without a handler, so only SIGKILL ends it.
+    let id = env
+        .rt
+        .create_container(&sb, &container("sleeper", &["sleep", "1000"]), &sbc)
+        .await
+        .unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    assert_eq!(
+        env.rt.container_status(&id).await.unwrap().state,
+        ContainerState::Running
+    );
+    let t = Instant::now();
+    env.rt.stop_container(&id, Duration::ZERO).await.unwrap();
+    println!("stop with grace 0 took {:?}", t.elapsed());
+    let st = env.rt.container_status(&id).await.unwrap();
+    assert_eq!(
+        (st.state, st.exit_code),
+        (ContainerState::Exited, Some(137))
+    );
+    env.rt.stop_container(&id, Duration::ZERO).await.unwrap();
+
+    let trap = container(
+        "trap",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+        ],
+    );
+    let id = env.rt.create_container(&sb, &trap, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let log = env.rt.container_status(&id).await.unwrap().log_path;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = Instant::now();
+    env.rt
+        .stop_container(&id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let st = env.rt.container_status(&id).await.unwrap();
+    assert_eq!((st.state, st.exit_code), (ContainerState::Exited, Some(0)));
+    assert!(log_entries(&log).iter().any(|e| e.2 == "bye"));
+
+    // With a grace shorter than the process takes, SIGKILL follows.
+    let id = env
+        .rt
+        .create_container(&sb, &container("slow", &["sleep", "1000"]), &sbc)
+        .await
+        .unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let t = Instant::now();
+    env.rt
+        .stop_container(&id, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        env.rt.container_status(&id).await.unwrap().exit_code,
+        Some(137)
+    );
+    env.rt.stop_sandbox(&sb).await.unwrap();
+    env.rt.stop_sandbox(&sb).await.unwrap();
+    env.rt.remove_sandbox(&sb).await.unwrap();
+    env.rt.remove_sandbox(&sb).await.unwrap();
+    assert!(env.rt.list_containers().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_mounts_and_security() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("mounts");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "from the host\n").unwrap();
+    let mut c = container(
+        "m",
+        &[
+            "sh",
+            "-c",
+            "cat /data/f; touch /data/g || echo ro; id -u; touch /x || echo rootro",
+        ],
+    );
+    c.mounts.push(runtime::Mount {
+        host_path: data.clone(),
+        container_path: "/data".into(),
+        read_only: true,
+        propagation: Default::default(),
+    });
+    c.security.run_as_user = Some(65534);
+    c.security.read_only_root_filesystem = true;
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    let out: Vec<String> = log_entries(&st.log_path)
+        .into_iter()
+        .filter(|e| e.0 == "stdout")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(out, vec!["from the host", "ro", "65534", "rootro"]);
+    assert!(!data.join("g").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_reach_each_other_and_exec() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let (c1, c2) = (env.sandbox_config("a"), env.sandbox_config("b"));
+    let sb1 = env.rt.run_sandbox(&c1).await.unwrap();
+    let sb2 = env.rt.run_sandbox(&c2).await.unwrap();
+    let list = env.rt.list_sandboxes().await.unwrap();
+    let ip1 = list.iter().find(|s| s.id == sb1).unwrap().ip.unwrap();
+    let ip2 = list.iter().find(|s| s.id == sb2).unwrap().ip.unwrap();
+    assert_ne!(ip1, ip2);
+    assert!(list.iter().all(|s| s.ready));
+    let server = container(
+        "server",
+        &["sh", "-c", "echo hi-from-a | nc -l -p 8080; sleep 1000"],
+    );
+    let srv = env.rt.create_container(&sb1, &server, &c1).await.unwrap();
+    env.rt.start_container(&srv).await.unwrap();
+    let client = container(
+        "client",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "ping -c1 -W2 {ip1} >/dev/null && echo ping-ok; sleep 0.2; nc {ip1} 8080 </dev/null"
+            ),
+        ],
+    );
+    let cl = env.rt.create_container(&sb2, &client, &c2).await.unwrap();
+    env.rt.start_container(&cl).await.unwrap();
+    let st = wait_exited(&env.rt, &cl).await;
+    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
+    assert_eq!(out, vec!["ping-ok", "hi-from-a"], "exit {:?}", st.exit_code);
+
+    // exec: exit codes, stdin, and a missing executable.
+    let req = |cmd: &[&str], stdin: bool| StreamRequest {
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        stdin,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let s = env
+        .rt
+        .exec(&srv, &req(&["sh", "-c", "exit 3"], false))
+        .await
+        .unwrap();
+    assert_eq!(s.exit.await.unwrap(), 3);
+    let mut s = env.rt.exec(&srv, &req(&["cat"], true)).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"through stdin\n").await.unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    s.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, "through stdin\n");
+    assert_eq!(s.exit.await.unwrap(), 0);
+    let mut s = env.rt.exec(&srv, &req(&["nope"], false)).await.unwrap();
+    let mut err = String::new();
+    s.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert_eq!(s.exit.await.unwrap(), 255);
+    assert!(
+        err.contains("exec: \"nope\": executable file not found in $PATH"),
+        "{err}"
+    );
+
+    // A new runtime on the same root (an agent restart) sees the same things.
+    let again = OciRuntime::new(env.config.clone()).unwrap();
+    let cs = again.list_containers().await.unwrap();
+    let running = cs.iter().find(|c| c.id == srv).unwrap();
+    assert_eq!(running.state, ContainerState::Running);
+    assert_eq!(running.labels, server.labels);
+    assert_eq!(cs.iter().find(|c| c.id == cl).unwrap().exit_code, Some(0));
+    assert_eq!(again.list_sandboxes().await.unwrap().len(), 2);
+    let s = again.exec(&srv, &req(&["true"], false)).await.unwrap();
+    assert_eq!(s.exit.await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_all_leaves_nothing() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("down");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let id = env
+        .rt
+        .create_container(&sb, &container("s", &["sleep", "1000"]), &sbc)
+        .await
+        .unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let start: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            env.config
+                .root
+                .join("containers")
+                .join(&id)
+                .join("start.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let shim_pid = start["shim_pid"].as_i64().unwrap() as i32;
+    let pid = start["pid"].as_i64().unwrap() as i32;
+    assert!(Path::new("/sys/class/net/tatami0").exists());
+    env.rt.shutdown_all().await.unwrap();
+    let runc_list = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(env.config.root.join("runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&runc_list.stdout).trim(), "");
+    let root = env.config.root.to_str().unwrap().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root), "mounts left under {root}");
+    assert!(!Path::new("/sys/class/net/tatami0").exists());
+    assert!(!Path::new("/proc").join(pid.to_string()).exists());
+    // The shim exits right after recording the exit.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Path::new("/proc").join(shim_pid.to_string()).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !Path::new("/proc").join(shim_pid.to_string()).exists(),
+        "shim still running"
+    );
+    assert!(env.rt.list_sandboxes().await.unwrap().is_empty());
+}
