@@ -52,6 +52,15 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A layer could not be unpacked.
+    #[error("failed to extract layer {diff_id}")]
+    Extract {
+        /// The layer's diff id.
+        diff_id: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// An image archive, manifest or config is malformed.
     #[error("invalid {what}: {reason}")]
     Invalid {
@@ -117,6 +126,21 @@ impl Error {
     }
 }
 
+/// An error and its causes, joined as Go's wrapped errors print.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// An image store result.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -129,7 +153,7 @@ impl From<Error> for runtime::Error {
             },
             Error::Pull { message } => runtime::Error::ImagePull { message },
             other => runtime::Error::Internal {
-                context: other.to_string(),
+                context: chain(&other),
                 source: Box::new(other),
             },
         }

@@ -5,7 +5,7 @@
 //! already in the store are not fetched again.
 
 use crate::content::{ImageRecord, LayerRecord};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, chain};
 use crate::manifest::{ACCEPTED, AnyManifest, ConfigFile, Descriptor, select_platform};
 use crate::reference::{Reference, normalize};
 use crate::unpack::hex;
@@ -198,21 +198,6 @@ fn describe(err: &OciDistributionError) -> String {
     }
 }
 
-/// An error and its causes, joined as Go's wrapped errors print.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// A host that answered for the reference, with the client that asked it.
 struct Resolved {
     client: oci_client::Client,
@@ -271,11 +256,11 @@ impl ImageStore {
         };
         let target = self
             .store_manifest(&bytes, &digest, r.digest.as_deref())
-            .map_err(|e| resolve_err(e.to_string()))?;
+            .map_err(|e| resolve_err(chain(&e)))?;
 
         // An index: choose this platform's manifest and fetch it by digest.
         let top = AnyManifest::parse(&bytes, &format!("manifest {target}"))
-            .map_err(|e| wrap(e.to_string()))?;
+            .map_err(|e| wrap(chain(&e)))?;
         let (manifest_digest, manifest) = if top.is_index() {
             let entries = top.manifests.unwrap_or_default();
             let chosen = select_platform(&entries)
@@ -293,9 +278,9 @@ impl ImageStore {
                 })?;
             let digest = self
                 .store_manifest(&bytes, &digest, Some(&chosen.digest))
-                .map_err(|e| wrap(e.to_string()))?;
+                .map_err(|e| wrap(chain(&e)))?;
             let manifest = AnyManifest::parse(&bytes, &format!("manifest {digest}"))
-                .map_err(|e| wrap(e.to_string()))?;
+                .map_err(|e| wrap(chain(&e)))?;
             (digest, manifest)
         } else {
             (target.clone(), top)
@@ -310,22 +295,22 @@ impl ImageStore {
         let quiet = |_: Progress| {};
         self.fetch_blob(&resolved, &config_desc, &quiet)
             .await
-            .map_err(|e| wrap(format!("failed to copy: {e}")))?;
+            .map_err(|e| wrap(format!("failed to copy: {}", chain(&e))))?;
         for desc in &layer_descs {
             self.fetch_blob(&resolved, desc, progress)
                 .await
-                .map_err(|e| wrap(format!("failed to copy: {e}")))?;
+                .map_err(|e| wrap(format!("failed to copy: {}", chain(&e))))?;
         }
         let config_bytes = self
             .inner
             .content
             .read_blob(&config_desc.digest)
-            .map_err(|e| wrap(e.to_string()))?;
+            .map_err(|e| wrap(chain(&e)))?;
         let config = ConfigFile::parse(
             &config_bytes,
             &format!("image config {}", config_desc.digest),
         )
-        .map_err(|e| wrap(e.to_string()))?;
+        .map_err(|e| wrap(chain(&e)))?;
         let record = self
             .unpack_layers(
                 &config_desc,
@@ -336,7 +321,7 @@ impl ImageStore {
                 progress,
             )
             .await
-            .map_err(|e| wrap(e.to_string()))?;
+            .map_err(|e| wrap(chain(&e)))?;
 
         let names: Vec<String> = if r.digest.is_none() {
             vec![shown.clone()]
@@ -344,7 +329,7 @@ impl ImageStore {
             Vec::new()
         };
         self.commit_record(record, &names, &[r.with_digest(&target)])
-            .map_err(|e| wrap(e.to_string()))
+            .map_err(|e| wrap(chain(&e)))
     }
 
     /// Checks a manifest's bytes against the digest the registry gave and, when the reference
@@ -472,11 +457,9 @@ impl ImageStore {
                         format!("unpacking stopped: {e}"),
                     )
                 })?
-                .map_err(|e| {
-                    Error::invalid(
-                        format!("layer {diff_id}"),
-                        format!("failed to extract layer {diff_id}: {e}"),
-                    )
+                .map_err(|e| Error::Extract {
+                    diff_id: diff_id.clone(),
+                    source: Box::new(e),
                 })?;
             report(ProgressState::Done);
             records.push(LayerRecord {

@@ -549,3 +549,113 @@ fn docker_save_archive(work: &Path, layout: &Path) -> PathBuf {
         .arg("."));
     archive
 }
+
+#[tokio::test]
+async fn pulls_with_basic_auth_from_an_image_pull_secret() {
+    require_parts!();
+    // docker-registry's htpasswd files hold bcrypt hashes; Python's crypt module makes one.
+    let hash = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(hash) = hash.filter(|h| h.starts_with("$2")) else {
+        eprintln!("skipped: needs python3's crypt module with bcrypt to write an htpasswd file");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(work.path());
+    let open = Registry::start(work.path());
+    open.push(&layout, "latest", "team/app:1", false);
+    let storage = work.path().join("registry");
+    drop(open);
+
+    // The same storage behind a registry that wants a password.
+    let auth_dir = work.path().join("auth");
+    std::fs::create_dir_all(&auth_dir).unwrap();
+    std::fs::write(auth_dir.join("htpasswd"), format!("puller:{hash}\n")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = auth_dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n\
+             auth:\n  htpasswd:\n    realm: tatami-test\n    path: {}\n",
+            storage.display(),
+            auth_dir.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(auth_dir.join("log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _guard = Registry {
+        child,
+        addr: addr.clone(),
+        log: auth_dir.join("log"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the registry did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let store = ImageStore::open(
+        &work.path().join("store"),
+        RegistryConfig {
+            mirrors: vec![],
+            insecure: vec![addr.clone()],
+        },
+    )
+    .unwrap();
+    let reference = format!("{addr}/team/app:1");
+    let err = store
+        .pull_with_progress(&reference, None, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            ": pull access denied, repository does not exist or may require authorization"
+        ),
+        "{err}"
+    );
+    let wrong = images::RegistryAuth {
+        username: "puller".into(),
+        password: "nope".into(),
+    };
+    assert!(
+        store
+            .pull_with_progress(&reference, Some(&wrong), &|_| {})
+            .await
+            .is_err()
+    );
+    let right = images::RegistryAuth {
+        username: "puller".into(),
+        password: "s3cret".into(),
+    };
+    let image = store
+        .pull_with_progress(&reference, Some(&right), &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        store.layers(&image.id).unwrap()[0]
+            .join("bin/busybox")
+            .is_file()
+    );
+}
