@@ -1,0 +1,508 @@
+//! The scheduler: watches Pods that name `default-scheduler` and no node, filters the nodes
+//! as kube-scheduler's default plugins do (NodeUnschedulable, NodeName, node selector,
+//! TaintToleration, and the node's Ready condition), picks the one with the fewest Pods, and
+//! POSTs `pods/<name>/binding`. It writes the `Scheduled` event, or `FailedScheduling` and the
+//! PodScheduled=False condition with kube-scheduler's message.
+//!
+//! The filter and the message are pure functions over typed Nodes and Pods, so they are
+//! tested without a server; the loop re-lists on every Pod or Node change and retries
+//! unschedulable Pods every few seconds.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// The scheduler name this scheduler serves.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// How often unschedulable Pods are tried again without a change.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// A scheduler error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{context}")]
+    Api {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Why a node does not fit a Pod (kube-scheduler's reason texts).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Misfit {
+    /// `node(s) were unschedulable`
+    Unschedulable,
+    /// `node(s) didn't match Pod's node affinity/selector`
+    Selector,
+    /// `node(s) had untolerated taint {key: value}`
+    Taint(String),
+    /// `node(s) didn't match the requested node name`
+    NodeName,
+}
+
+impl Misfit {
+    fn text(&self) -> String {
+        match self {
+            Misfit::Unschedulable => "node(s) were unschedulable".into(),
+            Misfit::Selector => "node(s) didn't match Pod's node affinity/selector".into(),
+            Misfit::Taint(t) => format!("node(s) had untolerated taint {t}"),
+            Misfit::NodeName => "node(s) didn't match the requested node name".into(),
+        }
+    }
+}
+
+fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
+    tolerations.iter().any(|t| {
+        let effect_ok = t
+            .effect
+            .as_deref()
+            .is_none_or(|e| e.is_empty() || e == taint.effect);
+        let key_ok =
+            t.key.as_deref().is_none_or(|k| k.is_empty()) || t.key.as_deref() == Some(&taint.key);
+        let value_ok = match t.operator.as_deref() {
+            Some("Exists") => true,
+            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        };
+        // An empty key with Exists tolerates everything.
+        effect_ok && key_ok && value_ok
+    })
+}
+
+fn ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// Whether `pod` may run on `node`, or the first reason it may not.
+pub fn filter(pod: &Pod, node: &Node) -> Result<(), Misfit> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    let node_spec = node.spec.clone().unwrap_or_default();
+    if node_spec.unschedulable == Some(true) {
+        let taint = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        if !tolerates(&tolerations, &taint) {
+            return Err(Misfit::Unschedulable);
+        }
+    }
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    if let Some(sel) = &spec.node_selector
+        && sel.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return Err(Misfit::Selector);
+    }
+    // A node that is not Ready carries the not-ready taint in a cluster with the node
+    // lifecycle controller; we treat it the same way here.
+    let mut taints = node_spec.taints.clone().unwrap_or_default();
+    if !ready(node) {
+        taints.push(Taint {
+            key: "node.kubernetes.io/not-ready".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+    }
+    for taint in &taints {
+        if (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+            && !tolerates(&tolerations, taint)
+        {
+            return Err(Misfit::Taint(format!(
+                "{{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The node for `pod`: among those that fit, the one running the fewest Pods (then by name);
+/// otherwise kube-scheduler's FailedScheduling message.
+pub fn pick(
+    pod: &Pod,
+    nodes: &[Node],
+    pods_per_node: &HashMap<String, usize>,
+) -> Result<String, String> {
+    if nodes.is_empty() {
+        return Err("no nodes available to schedule pods".to_string());
+    }
+    let mut fits: Vec<&Node> = vec![];
+    let mut misfits: BTreeMap<String, usize> = BTreeMap::new();
+    for n in nodes {
+        match filter(pod, n) {
+            Ok(()) => fits.push(n),
+            Err(m) => *misfits.entry(m.text()).or_default() += 1,
+        }
+    }
+    let name = |n: &Node| n.metadata.name.clone().unwrap_or_default();
+    if let Some(best) = fits
+        .iter()
+        .min_by_key(|n| (pods_per_node.get(&name(n)).copied().unwrap_or(0), name(n)))
+    {
+        return Ok(name(best));
+    }
+    let total = nodes.len();
+    let reasons: Vec<String> = misfits
+        .iter()
+        .map(|(text, count)| format!("{count} {text}"))
+        .collect();
+    Err(format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
+        reasons.join(", ")
+    ))
+}
+
+fn wants_scheduling(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && spec
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(str::is_empty)
+        && spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(SCHEDULER_NAME)
+            == SCHEDULER_NAME
+        && spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_none_or(Vec::is_empty)
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+fn now_text() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(0))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+async fn event(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let stamp = now_text();
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": ns},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
+            "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
+        "reason": reason, "message": message, "type": type_,
+        "source": {"component": SCHEDULER_NAME},
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        "reportingComponent": SCHEDULER_NAME, "reportingInstance": format!("{SCHEDULER_NAME}-{host}"),
+        "action": if reason == "Scheduled" { "Binding" } else { "Scheduling" },
+    });
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    match serde_json::from_value(ev) {
+        Ok(e) => {
+            if let Err(e) = api.create(&PostParams::default(), &e).await {
+                tracing::warn!("cannot write event for pod {name}: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot build event: {e}"),
+    }
+}
+
+struct Scheduler {
+    client: kube::Client,
+    /// The last failure message per Pod UID and when it was reported.
+    reported: HashMap<String, (String, Instant)>,
+}
+
+impl Scheduler {
+    /// One pass: tries every Pod that waits for a node.
+    async fn pass(&mut self) -> Result<(), Error> {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let all = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::Api {
+                context: "list pods".into(),
+                source,
+            })?;
+        let node_list = nodes
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::Api {
+                context: "list nodes".into(),
+                source,
+            })?
+            .items;
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        for p in &all.items {
+            if let Some(n) = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty())
+            {
+                *per_node.entry(n).or_default() += 1;
+            }
+        }
+        let mut pending: Vec<&Pod> = all.items.iter().filter(|p| wants_scheduling(p)).collect();
+        pending.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+        let live: std::collections::HashSet<String> = pending
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        self.reported.retain(|uid, _| live.contains(uid));
+        for pod in pending {
+            self.schedule(pod, &node_list, &mut per_node).await;
+        }
+        Ok(())
+    }
+
+    async fn schedule(&mut self, pod: &Pod, nodes: &[Node], per_node: &mut HashMap<String, usize>) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        match pick(pod, nodes, per_node) {
+            Ok(node) => {
+                let binding = json!({
+                    "apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": name, "namespace": ns, "uid": uid},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                });
+                match api
+                    .create_subresource::<serde_json::Value, serde_json::Value>(
+                        "binding",
+                        &name,
+                        &PostParams::default(),
+                        &binding,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        *per_node.entry(node.clone()).or_default() += 1;
+                        self.reported.remove(&uid);
+                        event(
+                            &self.client,
+                            pod,
+                            "Normal",
+                            "Scheduled",
+                            &format!("Successfully assigned {ns}/{name} to {node}"),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!("cannot bind pod {ns}/{name}: {e}"),
+                }
+            }
+            Err(message) => {
+                let fresh = self
+                    .reported
+                    .get(&uid)
+                    .is_none_or(|(m, at)| *m != message || at.elapsed() > Duration::from_secs(60));
+                if !fresh {
+                    return;
+                }
+                self.reported.insert(uid, (message.clone(), Instant::now()));
+                event(&self.client, pod, "Warning", "FailedScheduling", &message).await;
+                let status = json!({"status": {"conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": message, "lastProbeTime": null, "lastTransitionTime": now_text(),
+                }]}});
+                if let Err(e) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
+                    .await
+                {
+                    tracing::debug!("cannot mark pod {ns}/{name} unschedulable: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run_scheduler(client: kube::Client, shutdown: CancellationToken) {
+    let mut s = Scheduler {
+        client: client.clone(),
+        reported: HashMap::new(),
+    };
+    let pods: Api<Pod> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client);
+    'outer: loop {
+        if let Err(e) = s.pass().await {
+            tracing::warn!("scheduling pass failed: {e}");
+        }
+        let pod_rv = match pods.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(l) => l.metadata.resource_version.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let node_rv = match nodes.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(l) => l.metadata.resource_version.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let params = WatchParams::default().timeout(290);
+        let (pw, nw) = match (
+            pods.watch(&params, &pod_rv).await,
+            nodes.watch(&params, &node_rv).await,
+        ) {
+            (Ok(p), Ok(n)) => (p.boxed(), n.boxed()),
+            _ => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let mut pw = pw;
+        let mut nw = nw;
+        let mut retry = tokio::time::interval(RETRY);
+        retry.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = retry.tick() => if !s.reported.is_empty() {
+                    if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
+                },
+                ev = pw.try_next() => match ev {
+                    Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => if wants_scheduling(&p) {
+                        if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
+                    },
+                    Ok(Some(WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))) => {}
+                    _ => continue 'outer,
+                },
+                ev = nw.try_next() => match ev {
+                    Ok(Some(WatchEvent::Added(_) | WatchEvent::Modified(_))) => if !s.reported.is_empty() {
+                        if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
+                    },
+                    Ok(Some(_)) => {}
+                    _ => continue 'outer,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, v: serde_json::Value) -> Node {
+        let mut n: Node = serde_json::from_value(v).unwrap();
+        n.metadata.name = Some(name.into());
+        n
+    }
+
+    fn ready_node(name: &str) -> Node {
+        node(
+            name,
+            json!({"metadata": {"labels": {"kubernetes.io/hostname": name, "disk": "ssd"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
+    }
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        let mut s = spec;
+        s["containers"] = json!([{"name": "c", "image": "busybox"}]);
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": s}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fits_and_misfits() {
+        let n = ready_node("n1");
+        assert_eq!(filter(&pod(json!({})), &n), Ok(()));
+        assert_eq!(
+            filter(&pod(json!({"nodeSelector": {"disk": "ssd"}})), &n),
+            Ok(())
+        );
+        assert_eq!(
+            filter(&pod(json!({"nodeSelector": {"disk": "hdd"}})), &n),
+            Err(Misfit::Selector)
+        );
+        let cordoned = node(
+            "n1",
+            json!({"spec": {"unschedulable": true}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        assert_eq!(
+            filter(&pod(json!({})), &cordoned),
+            Err(Misfit::Unschedulable)
+        );
+        let tainted = node(
+            "n1",
+            json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        assert_eq!(
+            filter(&pod(json!({})), &tainted),
+            Err(Misfit::Taint("{dedicated: gpu}".into()))
+        );
+        let tolerant = pod(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
+        );
+        assert_eq!(filter(&tolerant, &tainted), Ok(()));
+        let everything = pod(json!({"tolerations": [{"operator": "Exists"}]}));
+        assert_eq!(filter(&everything, &tainted), Ok(()));
+        let prefer = node(
+            "n1",
+            json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        assert_eq!(filter(&pod(json!({})), &prefer), Ok(()));
+        let not_ready = node("n1", json!({}));
+        assert_eq!(
+            filter(&pod(json!({})), &not_ready),
+            Err(Misfit::Taint("{node.kubernetes.io/not-ready: }".into()))
+        );
+    }
+
+    #[test]
+    fn picks_the_least_loaded_and_explains_failures() {
+        let nodes = vec![ready_node("a"), ready_node("b")];
+        let load: HashMap<String, usize> = [("a".to_string(), 3), ("b".to_string(), 1)].into();
+        assert_eq!(pick(&pod(json!({})), &nodes, &load), Ok("b".into()));
+        assert_eq!(
+            pick(&pod(json!({})), &nodes, &HashMap::new()),
+            Ok("a".into())
+        );
+        assert_eq!(
+            pick(&pod(json!({"nodeSelector": {"disk": "hdd"}})), &nodes[..1], &load),
+            Err("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".into())
+        );
+        assert_eq!(
+            pick(&pod(json!({})), &[], &load),
+            Err("no nodes available to schedule pods".into())
+        );
+    }
+
+    #[test]
+    fn only_unbound_default_scheduler_pods() {
+        assert!(wants_scheduling(&pod(json!({}))));
+        assert!(wants_scheduling(&pod(
+            json!({"schedulerName": "default-scheduler"})
+        )));
+        assert!(!wants_scheduling(&pod(json!({"schedulerName": "other"}))));
+        assert!(!wants_scheduling(&pod(json!({"nodeName": "n1"}))));
+        assert!(!wants_scheduling(&pod(
+            json!({"schedulingGates": [{"name": "g"}]})
+        )));
+    }
+}
