@@ -199,9 +199,10 @@ async fn deleting_a_namespace_deletes_its_contents_then_the_namespace() {
         "namespace",
         "team",
         "-o",
-        "jsonpath={.status.phase} {.spec.finalizers}",
+        "jsonpath={.status.phase} {.spec.finalizers} {.metadata.deletionGracePeriodSeconds}",
     ]);
-    assert_eq!(marked.ok(), "Terminating [\"kubernetes\"]");
+    // Namespace storage marks it with a deletionTimestamp only, no grace period.
+    assert_eq!(marked.ok(), "Terminating [\"kubernetes\"] ");
     let table = c.kubectl(&["get", "namespace", "team", "--no-headers"]);
     assert_eq!(
         table.ok().split_whitespace().take(2).collect::<Vec<_>>(),
@@ -401,9 +402,8 @@ async fn a_finalizer_holds_a_deleted_object_until_an_update_removes_it() {
         live.metadata
             .deletion_timestamp
             .as_ref()
-            .map(|t| t.0.to_string())
-            .is_some(),
-        true
+            .map(|t| t.0.to_string()),
+        Some(stamp.clone())
     );
     let again = send(&client, "DELETE", &format!("{CMS}/held"), None).await;
     assert_eq!(
