@@ -10,7 +10,7 @@ use crate::manifest::{ACCEPTED, AnyManifest, ConfigFile, Descriptor, select_plat
 use crate::reference::{Reference, normalize};
 use crate::unpack::hex;
 use crate::{Image, ImageStore, Progress, ProgressState, RegistryAuth, RegistryConfig};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
@@ -18,6 +18,9 @@ use oci_client::secrets::RegistryAuth as OciAuth;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use tokio::io::AsyncWriteExt;
+
+/// How many layer blobs one pull fetches at once.
+const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 
 /// A place to fetch a registry's content from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,11 +299,20 @@ impl ImageStore {
         self.fetch_blob(&resolved, &config_desc, &quiet)
             .await
             .map_err(|e| wrap(format!("failed to copy: {}", chain(&e))))?;
-        for desc in &layer_descs {
-            self.fetch_blob(&resolved, desc, progress)
-                .await
-                .map_err(|e| wrap(format!("failed to copy: {}", chain(&e))))?;
-        }
+        // Three layers at a time, as containerd's default max_concurrent_downloads.
+        // Boxed with an explicit type: the closure's future otherwise trips rustc's
+        // higher-ranked lifetime inference when the whole pull must be Send.
+        type Fetch<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+        let fetches: Vec<Fetch<'_>> = layer_descs
+            .iter()
+            .map(|desc| Box::pin(self.fetch_blob(&resolved, desc, progress)) as Fetch<'_>)
+            .collect();
+        futures::stream::iter(fetches)
+            .buffer_unordered(MAX_CONCURRENT_DOWNLOADS)
+            .try_collect::<Vec<()>>()
+            .await
+            .map_err(|e| wrap(format!("failed to copy: {}", chain(&e))))?;
         let config_bytes = self
             .inner
             .content

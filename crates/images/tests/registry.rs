@@ -659,3 +659,125 @@ async fn pulls_with_basic_auth_from_an_image_pull_secret() {
             .is_file()
     );
 }
+
+/// Adds to the layout a tag `two` with a second (gzip) layer on top of busybox: it
+/// whites out `bin/ls` and adds `etc/motd`.
+fn add_second_layer(layout: &Path) {
+    use sha2::Digest;
+    let sha = |b: &[u8]| -> String {
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let blob_dir = layout.join("blobs/sha256");
+    let read_json = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(blob_dir.join(digest.trim_start_matches("sha256:"))).unwrap(),
+        )
+        .unwrap()
+    };
+    let write_blob = |bytes: &[u8]| -> String {
+        let hex = sha(bytes);
+        std::fs::write(blob_dir.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in [("bin/.wh.ls", ""), ("etc/motd", "two layers\n")] {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        builder.append_data(&mut h, path, data.as_bytes()).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let layer = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": write_blob(&gz), "size": gz.len(),
+    });
+
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut manifest = read_json(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(format!("sha256:{}", sha(&tar)).into());
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = write_blob(&config).into();
+    manifest["config"]["size"] = config.len().into();
+    manifest["layers"].as_array_mut().unwrap().push(layer);
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": write_blob(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "two"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn pulls_layers_in_order_and_shares_them_between_images() {
+    require_parts!();
+    let work = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(work.path());
+    add_second_layer(&layout);
+    let registry = Registry::start(work.path());
+    registry.push(&layout, "latest", "library/alpine:latest", false);
+    registry.push(&layout, "two", "library/two:latest", false);
+    let store = mirror_store(&work.path().join("store"), &registry);
+
+    let one = store
+        .pull_with_progress("alpine", None, &|_| {})
+        .await
+        .unwrap();
+    let before = registry.blob_gets();
+    let seen = Mutex::new(Vec::<Progress>::new());
+    let two = store
+        .pull_with_progress("two", None, &|p| seen.lock().unwrap().push(p))
+        .await
+        .unwrap();
+    // Only the new config and the new layer were fetched; busybox's layer is shared.
+    assert_eq!(registry.blob_gets() - before, 2);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.state == ProgressState::Exists)
+    );
+
+    let layers = store.layers(&two.id).unwrap();
+    assert_eq!(layers.len(), 2);
+    assert_eq!(
+        layers[0],
+        store.layers(&one.id).unwrap()[0],
+        "lowest first, and shared"
+    );
+    assert!(layers[0].join("bin/ls").exists());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(layers[1].join("bin/ls"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert_eq!(
+        std::fs::read_to_string(layers[1].join("etc/motd")).unwrap(),
+        "two layers\n"
+    );
+
+    // Removing one image keeps the layer the other still uses.
+    store.remove("alpine").await.unwrap();
+    assert!(layers[0].join("bin/busybox").is_file());
+    assert_eq!(store.layers("two").unwrap(), layers);
+}
