@@ -76,10 +76,11 @@ fn labelled(name: &str, labels: Value) -> ConfigMap {
         .expect("config map")
 }
 
+/// A Pod that no scheduler but the test's own (through `binding`) places on a node.
 fn pod(name: &str) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "alpine"}]},
+        "spec": {"schedulerName": "by-the-test", "containers": [{"name": "c", "image": "alpine"}]},
     }))
     .expect("pod")
 }
@@ -186,7 +187,7 @@ async fn deleting_a_namespace_deletes_its_contents_then_the_namespace() {
         "--from-literal=pw=x",
     ])
     .ok();
-    let pod = c.file("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: team\nspec:\n  containers:\n  - name: c\n    image: alpine\n");
+    let pod = c.file("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: team\nspec:\n  schedulerName: by-the-test\n  containers:\n  - name: c\n    image: alpine\n");
     c.kubectl(&["apply", "-f", pod.to_str().unwrap()]).ok();
 
     assert_eq!(
