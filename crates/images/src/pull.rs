@@ -116,6 +116,9 @@ impl Endpoint {
             // We pick the platform ourselves so that the index itself is kept and verified.
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
+            // A registry that stops sending is given up on, like containerd's
+            // image_pull_progress_timeout, instead of holding the Pod in ContainerCreating.
+            read_timeout: Some(std::time::Duration::from_secs(120)),
             ..Default::default()
         })
     }

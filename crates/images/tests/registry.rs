@@ -781,3 +781,33 @@ async fn pulls_layers_in_order_and_shares_them_between_images() {
     assert!(layers[0].join("bin/busybox").is_file());
     assert_eq!(store.layers("two").unwrap(), layers);
 }
+
+#[tokio::test]
+async fn an_unreachable_registry_is_reported_as_containerd_words_it() {
+    let work = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let store = ImageStore::open(
+        work.path(),
+        RegistryConfig {
+            mirrors: vec![],
+            insecure: vec![host.clone()],
+        },
+    )
+    .unwrap();
+    let err = store
+        .pull_with_progress(&format!("{host}/app:1"), None, &|_| {})
+        .await
+        .unwrap_err();
+    let want = format!(
+        "failed to pull and unpack image \"{host}/app:1\": failed to resolve reference \"{host}/app:1\": failed to do request: "
+    );
+    assert!(err.to_string().starts_with(&want), "{err}");
+    assert!(err.to_string().contains("http://"), "{err}");
+    assert!(store.list().unwrap().is_empty());
+}
