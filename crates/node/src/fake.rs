@@ -115,6 +115,11 @@ impl FakeRuntime {
         v
     }
 
+    /// Every container, as `list_containers` would return them.
+    pub fn list_containers_now(&self) -> Vec<ContainerStatus> {
+        self.lock().containers.values().cloned().collect()
+    }
+
     /// Adds a sandbox as if an earlier agent had made it (for adoption tests).
     pub fn insert_sandbox(&self, status: SandboxStatus) {
         self.lock().sandboxes.insert(status.id.clone(), status);
