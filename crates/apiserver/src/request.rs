@@ -2,6 +2,7 @@
 //! query) and its object (from the body, as JSON, YAML or protobuf).
 
 use crate::error::{ApiError, ApiResult};
+use api::field::{ErrorType, FieldError};
 use api::registry::{self, Resource};
 use axum::http::HeaderMap;
 use percent_encoding::percent_decode_str;
@@ -132,28 +133,37 @@ impl Query {
         }
     }
 
-    /// `dryRun=All`; any other value is refused as Kubernetes does.
-    pub fn dry_run(&self) -> ApiResult<bool> {
+    /// `dryRun=All`; any other value is an `Unsupported value` error on `dryRun`.
+    pub fn dry_run(&self) -> Result<bool, FieldError> {
         let values = self.all("dryRun");
-        for v in &values {
-            if v != "All" {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid dry run value {v:?}, supported values: All"
-                )));
-            }
+        if values.iter().any(|v| v != "All") {
+            let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+            // Kubernetes prints the whole list with Go's %#v.
+            let detail = format!(
+                "[]string{{{}}}: supported values: \"All\"",
+                quoted.join(", ")
+            );
+            return Err(FieldError::new(
+                ErrorType::NotSupported,
+                "dryRun",
+                Value::Null,
+                detail,
+            ));
         }
         Ok(!values.is_empty())
     }
 
     /// The `fieldValidation` directive (default Warn, as kube-apiserver's).
-    pub fn field_validation(&self) -> ApiResult<FieldValidation> {
-        match self.non_empty("fieldValidation") {
-            None | Some("Warn") => Ok(FieldValidation::Warn),
-            Some("Strict") => Ok(FieldValidation::Strict),
-            Some("Ignore") => Ok(FieldValidation::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
-            ))),
+    pub fn field_validation(&self) -> Result<FieldValidation, FieldError> {
+        match self.get("fieldValidation").unwrap_or("") {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Strict" => Ok(FieldValidation::Strict),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            other => Err(FieldError::not_supported(
+                "fieldValidation",
+                Value::String(other.to_string()),
+                &["", "Ignore", "Strict", "Warn"],
+            )),
         }
     }
 }

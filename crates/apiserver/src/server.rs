@@ -323,8 +323,9 @@ async fn resource_handler(
         query: Query::parse(uri.query()),
         headers,
         body,
+        method,
     };
-    rest::dispatch(call, &method).await
+    rest::dispatch(call).await
 }
 
 /// How much of an oversized body is read and discarded before the 413 reply, so that the client

@@ -215,18 +215,25 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
             .into_iter()
             .flatten()
             .collect();
-        for f in new
+        let mut added: Vec<&str> = new
             .get("finalizers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            if !old_f.contains(&f) {
-                errs.push(FieldError::forbidden(
-                    path.child("finalizers").as_str(),
-                    format!("no new finalizers can be added if the object is being deleted, found new finalizers {}", go_string_list(&[f])),
-                ));
-            }
+            .filter(|f| !old_f.contains(f))
+            .filter_map(Value::as_str)
+            .collect();
+        if !added.is_empty() {
+            // Kubernetes reports the set once, sorted, printed with Go's %#v.
+            added.sort_unstable();
+            added.dedup();
+            errs.push(FieldError::forbidden(
+                path.child("finalizers").as_str(),
+                format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers {}",
+                    go_string_slice(&added)
+                ),
+            ));
         }
     }
     let new_gen = new.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -275,12 +282,10 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
 }
 
 /// Renders strings as Go's `%v` of a `[]string`: `[a b]`.
-fn go_string_list(items: &[&Value]) -> String {
-    let parts: Vec<String> = items
-        .iter()
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-        .collect();
-    format!("[{}]", parts.join(" "))
+/// A string slice as Go's `%#v` prints it: `[]string{"a", "b"}`.
+fn go_string_slice(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[]string{{{}}}", quoted.join(", "))
 }
 
 #[cfg(test)]

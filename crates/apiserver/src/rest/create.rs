@@ -26,6 +26,7 @@ pub async fn create(call: &Call) -> ApiResult<Response> {
 /// `fieldValidation`) unknown fields. Returns the object and any warnings.
 pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String>)> {
     let r = call.target.resource;
+    let validation = call.field_validation()?;
     let Some(map) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
@@ -79,7 +80,7 @@ pub fn checked_body(call: &Call, mut obj: Value) -> ApiResult<(Value, Vec<String
     let unknown = api::strategy::unknown_fields(r, &obj);
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
-        match call.query.field_validation()? {
+        match validation {
             FieldValidation::Strict => {
                 let list: Vec<String> = unknown
                     .iter()
@@ -130,7 +131,7 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     meta.remove("deletionGracePeriodSeconds");
     meta.remove("selfLink");
     call.record_manager(None, &mut obj, &now);
-    if call.query.dry_run()? {
+    if call.dry_run()? {
         // A dry run still fails where the write would: on a name that is taken.
         let (ns, name) = identity(&obj);
         if call

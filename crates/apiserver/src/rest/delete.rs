@@ -51,7 +51,7 @@ fn options(call: &Call) -> ApiResult<DeleteOptions> {
         );
         return Err(ApiError::invalid_options("DeleteOptions", &[error]));
     }
-    let mut dry_run = call.query.dry_run()?;
+    let mut dry_run = call.dry_run()?;
     if let Some(values) = body.get("dryRun").and_then(Value::as_array) {
         dry_run |= values.iter().any(|v| v == "All");
     }

@@ -35,6 +35,8 @@ pub struct Call {
     pub headers: HeaderMap,
     /// The request body (empty for GET and most DELETEs).
     pub body: bytes::Bytes,
+    /// The HTTP method.
+    pub method: Method,
 }
 
 impl Call {
@@ -67,6 +69,31 @@ impl Call {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_string()
+    }
+
+    /// The options kind this verb takes (`CreateOptions`, ...), as validation errors name it.
+    pub fn options_kind(&self) -> &'static str {
+        match self.method {
+            Method::POST => "CreateOptions",
+            Method::PUT => "UpdateOptions",
+            Method::PATCH => "PatchOptions",
+            Method::DELETE => "DeleteOptions",
+            _ => "GetOptions",
+        }
+    }
+
+    /// `dryRun=All`; any other value is 422 as Kubernetes answers it.
+    pub fn dry_run(&self) -> ApiResult<bool> {
+        self.query
+            .dry_run()
+            .map_err(|e| ApiError::invalid_options(self.options_kind(), &[e]))
+    }
+
+    /// The `fieldValidation` directive (default Warn); an unknown value is 422.
+    pub fn field_validation(&self) -> ApiResult<request::FieldValidation> {
+        self.query
+            .field_validation()
+            .map_err(|e| ApiError::invalid_options(self.options_kind(), &[e]))
     }
 
     /// Whether this is a server-side apply, whose managed fields the apply itself records.
@@ -123,9 +150,10 @@ pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 /// Runs the verb that `method` and the path name.
-pub async fn dispatch(call: Call, method: &Method) -> Response {
+pub async fn dispatch(call: Call) -> Response {
+    let method = call.method.clone();
     let result = match (
-        method,
+        &method,
         call.target.name.is_some(),
         call.target.subresource.as_deref(),
     ) {
@@ -139,7 +167,7 @@ pub async fn dispatch(call: Call, method: &Method) -> Response {
         }
         (&Method::PATCH, true, None | Some("status")) => patch::patch(&call).await,
         (&Method::DELETE, true, None) => delete::delete(&call).await,
-        (_, true, Some(sub)) => subresource::handle(&call, method, sub).await,
+        (_, true, Some(sub)) => subresource::handle(&call, &method, sub).await,
         _ => Err(ApiError::method_not_allowed()),
     };
     result.unwrap_or_else(IntoResponse::into_response)

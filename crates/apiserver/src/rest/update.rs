@@ -93,7 +93,7 @@ pub async fn write_update(call: &Call, old: &Value, mut new: Value) -> ApiResult
     call.record_manager(Some(old), &mut new, &now);
     let expected = revision_of(old)
         .ok_or_else(|| ApiError::internal("stored object has no resourceVersion"))?;
-    if call.query.dry_run()? {
+    if call.dry_run()? {
         return Ok(new);
     }
     if same_ignoring_version(old, &new) {

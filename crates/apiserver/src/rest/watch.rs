@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 
 /// kube-apiserver's default watch length when the client sets no timeoutSeconds.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long before the end of a watch its last bookmark is sent.
+const BOOKMARK_BEFORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a bookmark is sent to clients that allow them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
@@ -137,12 +139,23 @@ async fn run(
     };
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    // Like kube-apiserver, a bookmark goes out just before the watch times out, so the client
+    // resumes from the latest revision instead of relisting.
+    let last_call = tokio::time::sleep(timeout.saturating_sub(BOOKMARK_BEFORE_TIMEOUT));
+    tokio::pin!(last_call);
+    let mut last_call_done = false;
     let mut bookmark =
         tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     let mut last_revision = from;
     loop {
         tokio::select! {
             _ = &mut deadline => return,
+            _ = &mut last_call, if format.bookmarks && !last_call_done => {
+                last_call_done = true;
+                let mark = json!({"kind": r.kind, "apiVersion": r.api_version(),
+                                  "metadata": {"resourceVersion": last_revision.to_string()}});
+                if !send("BOOKMARK", &mark).await { return; }
+            }
             _ = bookmark.tick(), if format.bookmarks => {
                 let mark = json!({"kind": r.kind, "apiVersion": r.api_version(),
                                   "metadata": {"resourceVersion": last_revision.to_string()}});
