@@ -25,6 +25,63 @@ pub enum Command {
     Kubeconfig(DataDirArgs),
     /// A shell, or one command, on a node (like `minikube ssh`).
     Ssh(SshArgs),
+    /// Manage the node's images.
+    Image(ImageArgs),
+}
+
+/// Arguments of `tatami image`.
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// The data directory.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Registries, as for `tatami up`.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// The image subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI archive or a `docker save` tar.
+    Import {
+        /// The archive.
+        file: PathBuf,
+    },
+    /// Make an image of one layer from a directory or tar (like `docker import`).
+    ImportRootfs {
+        /// The directory or tar.
+        source: PathBuf,
+        /// The image's name, NAME[:TAG].
+        #[arg(long)]
+        name: String,
+    },
+    /// List the images.
+    Ls,
+    /// Pull an image.
+    Pull {
+        /// The reference (`alpine` is `docker.io/library/alpine:latest`).
+        reference: String,
+    },
+    /// Remove an image.
+    Rm {
+        /// The reference or id.
+        reference: String,
+    },
+}
+
+/// Where images come from.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Pull images of HOST from URL instead (repeatable).
+    #[arg(long, value_name = "HOST=URL")]
+    pub registry_mirror: Vec<String>,
+    /// Allow plain HTTP for HOST (repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 /// Arguments of `tatami ssh`.
@@ -63,10 +120,7 @@ pub struct UpArgs {
     /// The datastore: sqlite://PATH (default DIR/state.db).
     #[arg(long, value_name = "URL")]
     pub datastore: Option<String>,
-    /// Pull images of HOST from URL instead (repeatable).
-    #[arg(long, value_name = "HOST=URL")]
-    pub registry_mirror: Vec<String>,
-    /// Allow plain HTTP and unverified TLS for HOST (repeatable).
-    #[arg(long, value_name = "HOST")]
-    pub insecure_registry: Vec<String>,
+    /// Where images come from.
+    #[command(flatten)]
+    pub registries: RegistryArgs,
 }

@@ -49,6 +49,11 @@ impl DataDir {
         self.0.join("pki")
     }
 
+    /// The node's images.
+    pub fn images(&self) -> PathBuf {
+        self.0.join("images")
+    }
+
     /// The default SQLite store.
     pub fn state_db(&self) -> PathBuf {
         self.0.join("state.db")

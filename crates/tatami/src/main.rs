@@ -1,12 +1,13 @@
 //! `tatami`: a Kubernetes-compatible cluster in one binary.
 //!
 //! Layout: [`cli`] holds the command-line arguments only; each subcommand lives in its own
-//! module ([`up`], [`down`], [`kubeconfig`], [`ssh`]); [`datadir`] knows the data directory's files.
+//! module ([`up`], [`down`], [`kubeconfig`], [`ssh`], [`image`]); [`datadir`] knows the data directory's files.
 //! `up` wires the store, the API server and the controllers together.
 
 mod cli;
 mod datadir;
 mod down;
+mod image;
 mod kubeconfig;
 mod ssh;
 mod up;
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Reset(a) => down::reset(a),
         cli::Command::Kubeconfig(a) => kubeconfig::print_path(a),
         cli::Command::Ssh(a) => ssh::run(a),
+        cli::Command::Image(a) => image::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
