@@ -49,6 +49,26 @@ impl DataDir {
         self.0.join("pki")
     }
 
+    /// The node agent's state (pod directories and volumes).
+    pub fn node(&self) -> PathBuf {
+        self.0.join("node")
+    }
+
+    /// Container logs.
+    pub fn logs(&self) -> PathBuf {
+        self.0.join("logs")
+    }
+
+    /// The container runtime's state (bundles, shims, runc's root).
+    pub fn runtime(&self) -> PathBuf {
+        self.0.join("runtime")
+    }
+
+    /// The name of the node `up` runs.
+    pub fn node_name(&self) -> PathBuf {
+        self.0.join("node-name")
+    }
+
     /// The node's images.
     pub fn images(&self) -> PathBuf {
         self.0.join("images")

@@ -21,10 +21,25 @@ pub fn running_pid(pid_file: &Path) -> Option<i32> {
     kill(Pid::from_raw(pid), None).ok().map(|_| pid)
 }
 
-/// `tatami down`.
+/// `tatami down`: stops `up`, then every container, mount and network namespace it made.
 pub fn run(args: DataDirArgs) -> anyhow::Result<()> {
     let dir = DataDir::resolve(args.data_dir.as_deref())?;
-    stop(&dir)
+    stop(&dir)?;
+    stop_containers(&dir)
+}
+
+fn stop_containers(dir: &DataDir) -> anyhow::Result<()> {
+    if !dir.runtime().exists() {
+        return Ok(());
+    }
+    let images = crate::image::open_store(dir, &Default::default())?;
+    let runtime = crate::node::oci_runtime(dir, images)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(runtime.shutdown_all())
+        .context("cannot stop the containers")
 }
 
 fn stop(dir: &DataDir) -> anyhow::Result<()> {
@@ -48,6 +63,7 @@ fn stop(dir: &DataDir) -> anyhow::Result<()> {
 pub fn reset(args: DataDirArgs) -> anyhow::Result<()> {
     let dir = DataDir::resolve(args.data_dir.as_deref())?;
     stop(&dir)?;
+    stop_containers(&dir)?;
     if dir.0.exists() {
         std::fs::remove_dir_all(&dir.0)
             .with_context(|| format!("cannot delete {}", dir.0.display()))?;

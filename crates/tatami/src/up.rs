@@ -57,18 +57,58 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {}", e.message))?;
     tokio::spawn(apiserver::controllers::namespace_finalizer(state.clone()));
-    state.set_ready();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(apiserver::serve(listener, state, tls, async {
+    let server = tokio::spawn(apiserver::serve(listener, state.clone(), tls, async {
         let _ = stop_rx.await;
     }));
-    let config = kubeconfig::render(&pki, &format!("https://{addr}"));
-    write_private(&dir.kubeconfig(), config.as_bytes()).context("cannot write the kubeconfig")?;
+    let url = format!("https://{addr}");
+
+    // The node: images, runtime and agent, a client of the API like any other.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let images = crate::image::open_store(&dir, &args.registries)?;
+    let runtime = crate::node::oci_runtime(&dir, images.clone())?;
+    let client = crate::node::client(&pki, &url).await?;
+    let name = crate::node::node_name(args.node_name.as_deref());
+    std::fs::write(dir.node_name(), format!("{name}\n")).context("cannot record the node name")?;
+    let streaming = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("cannot listen for the node")?;
+    let context = Arc::new(node::server::Context {
+        runtime: runtime.clone(),
+        token: crate::node::node_token(&dir)?,
+    });
+    let mut config = node::NodeConfig::new(
+        &name,
+        dir.node(),
+        dir.logs(),
+        client.clone(),
+        runtime,
+        Arc::new(images),
+    );
+    config.streaming = Some(node::Streaming {
+        listener: streaming,
+        context,
+    });
+    let agent = node::Agent::new(config);
+    let mut node_ready = agent.ready();
+    let agent = tokio::spawn(agent.run(shutdown.clone()));
+    tokio::spawn(controllers::run_scheduler(client, shutdown.clone()));
+
+    let kubeconfig = kubeconfig::render(&pki, &url);
+    write_private(&dir.kubeconfig(), kubeconfig.as_bytes())
+        .context("cannot write the kubeconfig")?;
     println!(
-        "tatami is up at https://{addr}; kubeconfig: {}",
+        "tatami is up at {url}; kubeconfig: {}",
         dir.kubeconfig().display()
     );
+    // /readyz answers ok once the node is Ready, so a Pod applied then can run.
+    let ready_state = state.clone();
+    tokio::spawn(async move {
+        if node_ready.wait_for(|r| *r).await.is_ok() {
+            ready_state.set_ready();
+        }
+    });
 
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -80,6 +120,9 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
             anyhow::bail!("the API server stopped unexpectedly");
         }
     }
+    // Containers keep running: the next `up` on this data dir adopts them.
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
     let _ = stop_tx.send(());
     drop(pid_file);
     Ok(())
