@@ -64,14 +64,39 @@ pub fn tatami_bin() -> &'static str {
 impl Cluster {
     /// Starts `tatami up --port 0` on a fresh data dir and waits until it is ready.
     pub fn start() -> Cluster {
+        let mut c = Cluster::prepare();
+        c.up();
+        c
+    }
+
+    /// A cluster whose `up` has not started yet (to prepare its data dir first).
+    pub fn prepare() -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("tatami-test")
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home dir");
-        let mut c = Cluster { dir, child: None };
-        c.up();
-        c
+        Cluster { dir, child: None }
+    }
+
+    /// Imports a busybox root filesystem as the image `alpine` (docker.io/library/alpine:latest),
+    /// so Pods with `imagePullPolicy: IfNotPresent` need no registry.
+    pub fn import_busybox_as_alpine(&self) {
+        let rootfs = self.dir.path().join("rootfs");
+        busybox_rootfs(&rootfs);
+        let out = Command::new(tatami_bin())
+            .args(["image", "--data-dir"])
+            .arg(self.data())
+            .arg("import-rootfs")
+            .arg(&rootfs)
+            .args(["--name", "alpine"])
+            .output()
+            .expect("tatami image import-rootfs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The data dir.
@@ -194,7 +219,67 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop("KILL");
+        // Containers outlive `up`; `down` stops them and removes their mounts and networks.
+        let _ = Command::new(tatami_bin())
+            .args(["down", "--data-dir"])
+            .arg(self.data())
+            .status();
     }
+}
+
+/// Whether this process can run containers (root, with runc on PATH); prints why not.
+pub fn can_run_containers(test: &str) -> bool {
+    let root = nix_is_root();
+    let runc = Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && runc) {
+        println!("skipped {test}: needs root and runc (root: {root}, runc: {runc})");
+    }
+    root && runc
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A minimal root filesystem made of Debian's busybox-static, like the acceptance scripts'.
+pub fn busybox_rootfs(root: &Path) {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox");
+    for d in [
+        "bin", "sbin", "etc", "tmp", "proc", "sys", "dev", "root", "var/log", "usr/bin",
+    ] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = root.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link).expect("symlink");
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+    std::fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
 }
 
 /// The tutorial's manifests.
