@@ -116,7 +116,9 @@ pub(crate) async fn attach(
     let want_out = req.stdout;
     let want_err = req.stderr && !tty;
     let exit_path = dir.join("exit.json");
-    let exit = Box::pin(async move {
+    // The output is copied by a task of its own, so the streams flow whether or not
+    // anyone polls `exit`.
+    let pump = tokio::spawn(async move {
         let mut header = [0u8; 5];
         loop {
             if out_sock.read_exact(&mut header).await.is_err() {
@@ -144,6 +146,10 @@ pub(crate) async fn attach(
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         Ok(0)
+    });
+    let exit = Box::pin(async move {
+        pump.await
+            .map_err(|e| internal("copy the container's output", e))?
     });
     let resize = if tty {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);

@@ -386,7 +386,21 @@ fn pump(mut src: File, stream: &'static str, log: &Mutex<CriLog>, clients: &Clie
 fn serve_stdin(listener: UnixListener, mut writer: File, once: bool) {
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
-        let _ = std::io::copy(&mut conn, &mut writer);
+        // A plain loop, not io::copy: its splice fast path can hold bytes read from a
+        // socket in the kernel until more arrive, and stdin is interactive.
+        let mut buf = [0u8; 8192];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if writer.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
         if once {
             return;
         }

@@ -540,3 +540,49 @@ async fn shutdown_all_leaves_nothing() {
     );
     assert!(env.rt.list_sandboxes().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_with_stdin() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("attach");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let mut c = container(
+        "cat",
+        &[
+            "sh",
+            "-c",
+            "while read l; do echo \"got $l\"; echo \"err $l\" >&2; done; exit 4",
+        ],
+    );
+    c.stdin = true;
+    c.stdin_once = true;
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = StreamRequest {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let mut s = env.rt.attach(&id, &req).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"one\n").await.unwrap();
+    let mut out = s.stdout.take().unwrap();
+    let mut err = s.stderr.take().unwrap();
+    let mut buf = vec![0u8; 7];
+    out.read_exact(&mut buf).await.unwrap();
+    assert_eq!(buf, b"got one");
+    let mut buf = vec![0u8; 7];
+    err.read_exact(&mut buf).await.unwrap();
+    assert_eq!(buf, b"err one");
+    // stdinOnce: closing this attach's stdin closes the container's, so `read` ends.
+    drop(stdin);
+    assert_eq!(s.exit.await.unwrap(), 4);
+    let st = wait_exited(&env.rt, &id).await;
+    assert_eq!(st.exit_code, Some(4));
+    let entries = log_entries(&st.log_path);
+    assert!(entries.contains(&("stdout".into(), "F".into(), "got one".into())));
+    assert!(entries.contains(&("stderr".into(), "F".into(), "err one".into())));
+}
