@@ -29,7 +29,13 @@ fn skip_reason() -> Option<String> {
 macro_rules! require_root {
     () => {
         if let Some(why) = skip_reason() {
-            eprintln!("SKIPPED: this test needs root, runc, busybox and ip ({why})");
+            // Straight to the process's stderr: the test harness hides eprintln! output of
+            // passing tests, and a skip must be seen.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: this test needs root, runc, busybox and ip ({why})"
+            );
             return;
         }
     };
