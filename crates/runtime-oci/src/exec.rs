@@ -1,4 +1,4 @@
-//! `exec` (runc exec with pipes) and `attach` (the shim's sockets).
+//! `exec` (runc exec with pipes, or with a terminal) and `attach` (the shim's sockets).
 
 use crate::OciRuntime;
 use runtime::{StreamRequest, StreamSession};
@@ -29,9 +29,7 @@ pub(crate) async fn exec(
     }
     let _ = rt.running_dir(id).await?;
     if req.tty {
-        return Err(runtime::Error::StartContainer {
-            message: "exec with a terminal is not supported yet".into(),
-        });
+        return exec_tty(rt, id, req);
     }
     let mut cmd = rt.runc_command();
     // With a log file, runc prints its own failure as one plain sentence on stderr (not a
@@ -82,6 +80,105 @@ pub(crate) async fn exec(
         stdout,
         stderr,
         resize: None,
+        exit,
+    })
+}
+
+/// Runs a command with a terminal: runc in the foreground with a node-side pty as its stdio
+/// (see `pty.rs` for why not `--console-socket`). Output and runc's own failure messages
+/// come from the pty; a resize sets the node-side pty's size and tells runc with SIGWINCH,
+/// and runc resizes the container's terminal to match.
+fn exec_tty(rt: &OciRuntime, id: &str, req: &StreamRequest) -> runtime::Result<StreamSession> {
+    let pty = crate::pty::open().map_err(|e| internal("open a terminal for exec", e))?;
+    let stdio = |what: &str| {
+        pty.slave
+            .try_clone()
+            .map(Stdio::from)
+            .map_err(|e| internal(&format!("duplicate the terminal for {what}"), e))
+    };
+    let mut cmd = rt.runc_command();
+    cmd.args([
+        "--log",
+        "/dev/null",
+        "--log-format",
+        "json",
+        "exec",
+        "--tty",
+    ])
+    .arg(id)
+    .args(&req.command)
+    .stdin(stdio("stdin")?)
+    .stdout(stdio("stdout")?)
+    .stderr(stdio("stderr")?)
+    // Its own process group: a Ctrl-C on the terminal the node runs in must not reach
+    // runc, which would pass it on to the command.
+    .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| internal("run runc exec", e))?;
+    // Our copies of the slave must go, or reading the master never reaches the end.
+    drop(cmd);
+    drop(pty.slave);
+    let dup = |what: &str| {
+        pty.master
+            .try_clone()
+            .and_then(crate::pty::PtyIo::new)
+            .map_err(|e| internal(&format!("duplicate the terminal for {what}"), e))
+    };
+    let stdin = if req.stdin {
+        Some(Box::new(dup("stdin")?) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>)
+    } else {
+        None
+    };
+    let mut output = dup("stdout")?;
+    let stdout = if req.stdout {
+        Some(Box::new(output) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+    } else {
+        // Nobody reads: drain it anyway, or runc blocks once the terminal's buffer is full.
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut output, &mut tokio::io::sink()).await;
+        });
+        None
+    };
+    let (resize_tx, mut resize_rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
+    let master = pty.master;
+    // One task waits for runc and applies resizes, so a signal never goes to runc's pid after
+    // it was reaped (`child.id()` is None from then on) and could have been reused.
+    let waiter = tokio::spawn(async move {
+        let mut resizing = true;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.map_err(|e| internal("wait for runc exec", e))?;
+                    use std::os::unix::process::ExitStatusExt;
+                    return Ok(status
+                        .code()
+                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+                }
+                size = resize_rx.recv(), if resizing => match size {
+                    Some((cols, rows)) => {
+                        if crate::shim::set_winsize(master.as_raw_fd(), cols, rows).is_ok()
+                            && let Some(pid) = child.id()
+                        {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::SIGWINCH,
+                            );
+                        }
+                    }
+                    None => resizing = false,
+                },
+            }
+        }
+    });
+    let exit = Box::pin(async move {
+        waiter
+            .await
+            .map_err(|e| internal("wait for runc exec", e))?
+    });
+    Ok(StreamSession {
+        stdin,
+        stdout,
+        stderr: None,
+        resize: Some(resize_tx),
         exit,
     })
 }

@@ -15,6 +15,7 @@ mod exec;
 mod meta;
 mod network;
 mod oci;
+mod pty;
 mod shim;
 mod spec;
 

@@ -592,3 +592,88 @@ async fn attach_with_stdin() {
     assert!(entries.contains(&("stdout".into(), "F".into(), "got one".into())));
     assert!(entries.contains(&("stderr".into(), "F".into(), "err one".into())));
 }
+
+/// Reads from a terminal's output until `want` shows up (or the output ends), and returns
+/// all it read.
+async fn read_until(out: &mut (dyn tokio::io::AsyncRead + Send + Unpin), want: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(want) && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), out.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_with_a_terminal() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("tty");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let id = env
+        .rt
+        .create_container(&sb, &container("s", &["sleep", "1000"]), &sbc)
+        .await
+        .unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = |cmd: &[&str], stdin: bool| StreamRequest {
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        stdin,
+        stdout: true,
+        stderr: true,
+        tty: true,
+    };
+
+    let mut s = env
+        .rt
+        .exec(&id, &req(&["sh", "-c", "tty; echo hi; exit 4"], false))
+        .await
+        .unwrap();
+    assert!(s.stderr.is_none(), "a terminal merges stderr into stdout");
+    let mut out = String::new();
+    s.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("hi\r\n"), "{out:?}");
+    assert_eq!(s.exit.await.unwrap(), 4);
+
+    // An interactive shell: the size set through `resize` is what the command sees.
+    let mut s = env.rt.exec(&id, &req(&["sh"], true)).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    let mut out = s.stdout.take().unwrap();
+    let resize = s.resize.take().unwrap();
+    resize.send((100, 30)).await.unwrap();
+    // Only once the shell prompts, so the resize has been applied before `stty` runs.
+    let prompt = read_until(&mut *out, "# ").await;
+    assert!(prompt.contains("# "), "{prompt:?}");
+    stdin.write_all(b"stty size\n").await.unwrap();
+    let seen = read_until(&mut *out, "30 100").await;
+    assert!(seen.contains("30 100"), "{seen:?}");
+    resize.send((120, 40)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stdin.write_all(b"stty size; exit 7\n").await.unwrap();
+    let seen = read_until(&mut *out, "40 120").await;
+    assert!(seen.contains("40 120"), "{seen:?}");
+    assert_eq!(s.exit.await.unwrap(), 7);
+
+    // runc's own failure reaches the terminal.
+    let mut s = env.rt.exec(&id, &req(&["nope"], false)).await.unwrap();
+    let mut out = String::new();
+    s.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(out.contains("executable file not found"), "{out:?}");
+    assert_ne!(s.exit.await.unwrap(), 0);
+}
