@@ -55,6 +55,16 @@ pub enum Error {
     /// The pod network has no address left.
     #[error("no free address in the pod network {0}")]
     AddressesExhausted(String),
+    /// The Pod network overlaps a route the node already has.
+    #[error("the pod network {cidr} overlaps the route to {route} on {device}")]
+    NetworkOverlap {
+        /// The Pod network.
+        cidr: String,
+        /// The route's destination.
+        route: String,
+        /// The route's device.
+        device: String,
+    },
     /// A sandbox or container id that is not known.
     #[error("{what} {id} not found")]
     NotFound {

@@ -1,8 +1,8 @@
 //! The runc implementation of [`runtime::ContainerRuntime`].
 //!
 //! Layout: [`OciRuntime`] (in `oci.rs`) is the driver the node agent holds: it makes Pod
-//! sandboxes (`network.rs`: namespaces pinned by bind mounts, a veth on the `tatami0`
-//! bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
+//! sandboxes (`network.rs`: namespaces pinned by bind mounts, a veth on the runtime's
+//! own bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
 //! containerd's defaults), and starts each container through a shim (`shim.rs`, entered by
 //! [`shim_main`]) that holds its stdio, writes the CRI log (`crilog.rs`) and records the exit,
 //! so containers outlive the agent. Everything is kept as JSON under one root (`meta.rs`), so
@@ -20,7 +20,7 @@ mod shim;
 mod spec;
 
 pub use error::{Error, Result};
-pub use network::{BRIDGE, PodNetwork};
+pub use network::PodNetwork;
 pub use oci::OciRuntime;
 pub use shim::shim_main;
 
@@ -75,15 +75,16 @@ pub struct OciConfig {
 
 impl OciConfig {
     /// A config with the defaults: runc from PATH, the current executable as `<exe> shim`,
-    /// 10.88.0.0/16, 10 MiB x 5 log files.
+    /// a Pod network of the root's own ([`PodNetwork::for_root`]), 10 MiB x 5 log files.
     pub fn new(root: impl Into<PathBuf>, rootfs: Arc<dyn RootfsProvider>) -> OciConfig {
+        let root = root.into();
         OciConfig {
-            root: root.into(),
+            network: PodNetwork::for_root(&root),
+            root,
             runc: PathBuf::from("runc"),
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             shim_args: vec!["shim".to_string()],
             rootfs,
-            network: PodNetwork::default(),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
         }

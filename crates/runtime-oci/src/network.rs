@@ -1,4 +1,4 @@
-//! Pod namespaces and the node bridge.
+//! Pod namespaces and the node bridge (one per runtime root, see [`PodNetwork::for_root`]).
 //!
 //! A sandbox's network, IPC and UTS namespaces are made by a short-lived thread that
 //! unshares them and bind-mounts `/proc/thread-self/ns/*` onto files in the sandbox directory
@@ -16,12 +16,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The node bridge's name.
-pub const BRIDGE: &str = "tatami0";
-
-/// The Pod network: the bridge holds the first address, Pods get the rest.
-#[derive(Clone, Debug)]
+/// The Pod network: a bridge on the node holds the first address, Pods get the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodNetwork {
+    /// The bridge's name (at most 15 bytes, the kernel's limit for interface names).
+    pub bridge: String,
     /// The bridge's address, the Pods' gateway (10.88.0.1).
     pub gateway: Ipv4Addr,
     /// The prefix length (16).
@@ -29,15 +28,45 @@ pub struct PodNetwork {
 }
 
 impl Default for PodNetwork {
+    /// `tatami0` with 10.88.0.1/16: one network for the whole machine.
     fn default() -> Self {
         PodNetwork {
+            bridge: "tatami0".to_string(),
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             prefix: 16,
         }
     }
 }
 
+/// Where [`PodNetwork::for_root`] picks subnets: 10.128.0.0/9, 32768 networks of /24. It
+/// stays clear of the default 10.88.0.0/16 and of Kubernetes' usual Service range
+/// 10.96.0.0/12.
+const FOR_ROOT_BASE: u32 = 10 << 24 | 128 << 16;
+const FOR_ROOT_SUBNETS: u64 = 1 << 15;
+
 impl PodNetwork {
+    /// A network of its own for the runtime keeping its files under `root`, so several
+    /// clusters on one machine neither share a bridge nor tear down each other's: bridge
+    /// `tt<8 hex digits>` and a /24 in 10.128.0.0/9 (254 Pods), both from a stable hash
+    /// (FNV-1a, 64 bits) of the root's canonical path. The same root always gets the same
+    /// network, so a restarted agent finds its Pods' bridge again.
+    ///
+    /// Collision odds: bridge names take 32 bits of the hash, subnets 15 other bits (32768
+    /// choices), so among `n` roots two share a subnet with probability about
+    /// `n(n-1)/65536` (0.003% for 2, 0.14% for 10). A shared subnet, or one that overlaps
+    /// any route already on the node, is refused when the bridge is made, with an error
+    /// naming the other device, rather than silently breaking both.
+    pub fn for_root(root: &Path) -> PodNetwork {
+        let hash = fnv1a(stable_path(root).as_os_str().as_encoded_bytes());
+        let subnet = (hash >> 32) % FOR_ROOT_SUBNETS;
+        let base = FOR_ROOT_BASE + ((subnet as u32) << 8);
+        PodNetwork {
+            bridge: format!("tt{:08x}", hash as u32),
+            gateway: Ipv4Addr::from(base + 1),
+            prefix: 24,
+        }
+    }
+
     /// The network's CIDR, e.g. `10.88.0.0/16`.
     pub fn cidr(&self) -> String {
         let mask = u32::MAX
@@ -235,28 +264,104 @@ pub(crate) fn unmount_quiet(path: &Path) -> Result<()> {
     }
 }
 
-/// Makes the bridge with the gateway address, if it is not there.
+/// Makes the bridge with the gateway address, if it is not there. A new bridge's subnet must
+/// not overlap a route the node already has (another cluster's bridge, a VPN, the LAN).
 pub(crate) fn ensure_bridge(net: &PodNetwork) -> Result<()> {
-    if Path::new("/sys/class/net").join(BRIDGE).exists() {
+    let bridge = net.bridge.as_str();
+    if Path::new("/sys/class/net").join(bridge).exists() {
         return Ok(());
     }
+    let routes = run(Command::new("ip").args(["-o", "-4", "route", "show"]), None)?;
+    if let Some((route, device)) = overlapping_route(&routes, net) {
+        return Err(Error::NetworkOverlap {
+            cidr: net.cidr(),
+            route,
+            device,
+        });
+    }
     let batch = format!(
-        "link add {BRIDGE} type bridge\naddr add {}/{} dev {BRIDGE}\nlink set {BRIDGE} up\n",
+        "link add {bridge} type bridge\naddr add {}/{} dev {bridge}\nlink set {bridge} up\n",
         net.gateway, net.prefix
     );
     match ip_batch(&batch) {
         // Another sandbox made it at the same moment.
-        Err(_) if Path::new("/sys/class/net").join(BRIDGE).exists() => Ok(()),
+        Err(_) if Path::new("/sys/class/net").join(bridge).exists() => Ok(()),
         other => other,
     }
 }
 
+/// The first route in `ip -o -4 route show` output, other than the default route and those
+/// on our own bridge, whose destination overlaps the network; with its device.
+fn overlapping_route(routes: &str, net: &PodNetwork) -> Option<(String, String)> {
+    let mask = |prefix: u8| u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    for line in routes.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let device = words
+            .iter()
+            .position(|w| *w == "dev")
+            .and_then(|i| words.get(i + 1))
+            .copied()
+            .unwrap_or("");
+        if device == net.bridge {
+            continue;
+        }
+        // The destination is the first word that parses (a type such as `unreachable` or
+        // `blackhole` may come before it; `default` never parses).
+        let Some((addr, prefix)) = words.iter().find_map(|w| {
+            let (a, p) = w.split_once('/').unwrap_or((w, "32"));
+            Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?))
+        }) else {
+            continue;
+        };
+        if prefix == 0 || prefix > 32 {
+            continue;
+        }
+        let m = mask(prefix.min(net.prefix));
+        if u32::from(addr) & m == u32::from(net.gateway) & m {
+            return Some((format!("{addr}/{prefix}"), device.to_string()));
+        }
+    }
+    None
+}
+
 /// Removes the bridge. Missing is fine.
-pub(crate) fn remove_bridge() -> Result<()> {
-    if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+pub(crate) fn remove_bridge(net: &PodNetwork) -> Result<()> {
+    if !Path::new("/sys/class/net").join(&net.bridge).exists() {
         return Ok(());
     }
-    run(Command::new("ip").args(["link", "del", BRIDGE]), None).map(|_| ())
+    run(Command::new("ip").args(["link", "del", &net.bridge]), None).map(|_| ())
+}
+
+/// FNV-1a, 64 bits: tiny, and unlike std's hasher it is the same in every build, which a
+/// name that must survive upgrades of the binary needs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The canonical form of a path that may not exist yet: its deepest existing ancestor
+/// canonicalised, then the rest as given. So `root` hashes the same before and after it is
+/// made, and through any symlink or relative spelling of it.
+fn stable_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = absolute.as_path();
+    loop {
+        if let Ok(canonical) = cur.canonicalize() {
+            return rest
+                .iter()
+                .rev()
+                .fold(canonical, |p: PathBuf, c: &&std::ffi::OsStr| p.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                cur = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Takes the lowest free address: the pool is one file per address in use, made with
@@ -305,8 +410,9 @@ pub(crate) fn veth_name(sandbox_id: &str) -> String {
 pub(crate) fn attach_pod(netns: &Path, veth: &str, ip: Ipv4Addr, net: &PodNetwork) -> Result<()> {
     ensure_bridge(net)?;
     let host = format!(
-        "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {BRIDGE}\nlink set {veth} up\n",
-        netns.display()
+        "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {}\nlink set {veth} up\n",
+        netns.display(),
+        net.bridge
     );
     ip_batch(&host)?;
     let inside = format!(
@@ -352,6 +458,7 @@ mod tests {
     #[test]
     fn small_pool_runs_out() {
         let net = PodNetwork {
+            bridge: "ttest".into(),
             gateway: Ipv4Addr::new(10, 99, 0, 1),
             prefix: 30,
         };
@@ -364,6 +471,56 @@ mod tests {
             allocate_ip(dir.path(), &net, "b"),
             Err(Error::AddressesExhausted(_))
         ));
+    }
+
+    #[test]
+    fn each_root_gets_a_network_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        let (na, nb) = (PodNetwork::for_root(&a), PodNetwork::for_root(&b));
+        assert_ne!(na.bridge, nb.bridge);
+        assert_ne!(na.cidr(), nb.cidr());
+        for n in [&na, &nb] {
+            assert!(n.bridge.len() <= 15 && n.bridge.starts_with("tt"), "{n:?}");
+            assert_eq!(n.prefix, 24);
+            assert_eq!(n.gateway.octets()[0], 10);
+            assert!(n.gateway.octets()[1] >= 128, "{n:?}");
+            assert_eq!(n.gateway.octets()[3], 1);
+        }
+        // The same before and after the root exists, and through a symlink.
+        std::fs::create_dir(&a).unwrap();
+        assert_eq!(PodNetwork::for_root(&a), na);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        assert_eq!(PodNetwork::for_root(&link), na);
+        assert_eq!(PodNetwork::for_root(&a.join("x/..")).bridge.len(), 10);
+        // And the same in every build: the hash is fixed, not std's.
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn overlapping_routes_are_found() {
+        let net = PodNetwork {
+            bridge: "tt1".into(),
+            gateway: Ipv4Addr::new(10, 130, 7, 1),
+            prefix: 24,
+        };
+        let routes = "default via 192.168.1.1 dev eth0 proto dhcp\n\
+            10.130.7.0/24 dev tt1 proto kernel scope link src 10.130.7.1\n\
+            192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.5\n";
+        assert_eq!(overlapping_route(routes, &net), None);
+        let wider = format!("{routes}10.128.0.0/9 dev tun0 scope link\n");
+        assert_eq!(
+            overlapping_route(&wider, &net),
+            Some(("10.128.0.0/9".into(), "tun0".into()))
+        );
+        let host = "unreachable 10.130.7.9 proto static\n";
+        assert_eq!(
+            overlapping_route(host, &net),
+            Some(("10.130.7.9/32".into(), "".into()))
+        );
+        assert_eq!(overlapping_route("10.130.8.0/24 dev x\n", &net), None);
     }
 
     #[test]

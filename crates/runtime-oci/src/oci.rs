@@ -691,7 +691,7 @@ impl Inner {
             }
         }
         let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = network::remove_bridge() {
+        if let Err(e) = network::remove_bridge(&self.cfg.network) {
             first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)

@@ -1,6 +1,6 @@
 //! Black-box tests with the real runc, busybox and iproute2. They need root; without it (or
 //! without runc or busybox) each test prints why it skipped. They run one at a time: they
-//! share the node's bridge.
+//! share the test cgroup parent, which each one removes when it ends.
 
 use runtime::{ContainerConfig, ContainerRuntime, ContainerState, SandboxConfig, StreamRequest};
 use runtime_oci::{ImageConfig, OciConfig, OciRuntime, RootfsProvider};
@@ -521,7 +521,8 @@ async fn shutdown_all_leaves_nothing() {
     .unwrap();
     let shim_pid = start["shim_pid"].as_i64().unwrap() as i32;
     let pid = start["pid"].as_i64().unwrap() as i32;
-    assert!(Path::new("/sys/class/net/tatami0").exists());
+    let bridge = Path::new("/sys/class/net").join(&env.config.network.bridge);
+    assert!(bridge.exists());
     env.rt.shutdown_all().await.unwrap();
     let runc_list = std::process::Command::new("runc")
         .arg("--root")
@@ -533,7 +534,7 @@ async fn shutdown_all_leaves_nothing() {
     let root = env.config.root.to_str().unwrap().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root), "mounts left under {root}");
-    assert!(!Path::new("/sys/class/net/tatami0").exists());
+    assert!(!bridge.exists());
     assert!(!Path::new("/proc").join(pid.to_string()).exists());
     // The shim exits right after recording the exit.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -676,4 +677,89 @@ async fn exec_with_a_terminal() {
         .unwrap();
     assert!(out.contains("executable file not found"), "{out:?}");
     assert_ne!(s.exit.await.unwrap(), 0);
+}
+
+/// Runs a command in a container without a terminal and returns its exit code and output.
+async fn exec_out(rt: &OciRuntime, id: &str, cmd: &[&str]) -> (i32, String) {
+    let req = StreamRequest {
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        stdout: true,
+        ..Default::default()
+    };
+    let mut s = rt.exec(id, &req).await.unwrap();
+    let mut out = String::new();
+    s.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    (s.exit.await.unwrap(), out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_roots_two_bridges() {
+    require_root!();
+    let _g = lock().await;
+    let (one, two) = (Env::new(), Env::new());
+    let (n1, n2) = (&one.config.network, &two.config.network);
+    assert_ne!(n1.bridge, n2.bridge);
+    assert_ne!(n1.cidr(), n2.cidr());
+    let mut pods = Vec::new();
+    for env in [&one, &two] {
+        let sbc = env.sandbox_config("p");
+        let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+        let id = env
+            .rt
+            .create_container(&sb, &container("s", &["sleep", "1000"]), &sbc)
+            .await
+            .unwrap();
+        env.rt.start_container(&id).await.unwrap();
+        let ip = env.rt.list_sandboxes().await.unwrap()[0].ip.unwrap();
+        pods.push((id, ip));
+    }
+    for (env, (id, ip)) in [&one, &two].into_iter().zip(&pods) {
+        let net = &env.config.network;
+        let (code, out) = exec_out(&env.rt, id, &["ip", "-4", "-o", "addr", "show", "eth0"]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains(&format!("{ip}/24")), "{out}");
+        let gw = net.gateway.to_string();
+        assert_eq!(
+            exec_out(&env.rt, id, &["ping", "-c1", "-W2", &gw]).await.0,
+            0
+        );
+    }
+
+    // Shutting the first down leaves the second's bridge and Pods working.
+    one.rt.shutdown_all().await.unwrap();
+    assert!(!Path::new("/sys/class/net").join(&n1.bridge).exists());
+    assert!(Path::new("/sys/class/net").join(&n2.bridge).exists());
+    let (id2, ip2) = &pods[1];
+    assert_eq!(
+        two.rt.container_status(id2).await.unwrap().state,
+        ContainerState::Running
+    );
+    let gw2 = n2.gateway.to_string();
+    assert_eq!(
+        exec_out(&two.rt, id2, &["ping", "-c1", "-W2", &gw2])
+            .await
+            .0,
+        0
+    );
+    // A new Pod of the second reaches its first one over the bridge.
+    let sbc = two.sandbox_config("q");
+    let sb = two.rt.run_sandbox(&sbc).await.unwrap();
+    let id = two
+        .rt
+        .create_container(&sb, &container("s", &["sleep", "1000"]), &sbc)
+        .await
+        .unwrap();
+    two.rt.start_container(&id).await.unwrap();
+    let target = ip2.to_string();
+    assert_eq!(
+        exec_out(&two.rt, &id, &["ping", "-c1", "-W2", &target])
+            .await
+            .0,
+        0
+    );
 }
