@@ -41,6 +41,8 @@ pub struct State {
     pub objects: Objects,
     /// Whether `/readyz` answers ok.
     pub ready: AtomicBool,
+    /// The bearer token of the nodes' streaming servers (logs, exec, attach, port-forward).
+    pub kubelet_token: std::sync::OnceLock<String>,
 }
 
 impl State {
@@ -49,6 +51,7 @@ impl State {
         Arc::new(State {
             objects: Objects::new(store),
             ready: AtomicBool::new(false),
+            kubelet_token: std::sync::OnceLock::new(),
         })
     }
 
@@ -185,6 +188,7 @@ pub fn router(state: Arc<State>) -> Router {
         )
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*gv}", get(openapi_document))
+        .merge(rest::proxy::upgrade_routes())
         .fallback(resource_handler)
         .layer(middleware::from_fn(authenticate))
         .with_state(state)

@@ -6,6 +6,7 @@ mod delete;
 mod get;
 mod list;
 mod patch;
+pub mod proxy;
 mod subresource;
 mod update;
 mod watch;

@@ -17,10 +17,7 @@ pub async fn handle(call: &Call, method: &Method, sub: &str) -> ApiResult<Respon
         (&Method::POST, "binding") => bind(call).await,
         (&Method::POST, "eviction") => evict(call).await,
         (&Method::GET | &Method::POST, "log" | "exec" | "attach" | "portforward") => {
-            Err(ApiError::bad_request(format!(
-                "pod {:?} is not running on a node that serves {sub}",
-                call.target.name.as_deref().unwrap_or_default()
-            )))
+            super::proxy::handle(call, method, sub).await
         }
         _ => Err(ApiError::method_not_allowed()),
     }
