@@ -74,9 +74,12 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let streaming = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .context("cannot listen for the node")?;
+    // The API server proxies logs, exec and attach to the node's streaming server with this token.
+    let token = crate::node::node_token(&dir)?;
+    let _ = state.kubelet_token.set(token.clone());
     let context = Arc::new(node::server::Context {
         runtime: runtime.clone(),
-        token: crate::node::node_token(&dir)?,
+        token,
     });
     let mut config = node::NodeConfig::new(
         &name,
