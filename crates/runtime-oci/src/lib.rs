@@ -5,7 +5,8 @@
 //! own bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
 //! containerd's defaults), and starts each container through a shim (`shim.rs`, entered by
 //! [`shim_main`]) that holds its stdio, writes the CRI log (`crilog.rs`) and records the exit,
-//! so containers outlive the agent. Everything is kept as JSON under one root (`meta.rs`), so
+//! so containers outlive the agent. `exec.rs` runs commands in containers (`pty.rs` gives
+//! them a terminal) and attaches to the shims. Everything is kept as JSON under one root (`meta.rs`), so
 //! a new [`OciRuntime`] on the same root sees what the last one made. Root filesystems come
 //! from a [`RootfsProvider`], which the image store implements. Start with [`OciRuntime`].
 
@@ -23,6 +24,12 @@ pub use error::{Error, Result};
 pub use network::PodNetwork;
 pub use oci::OciRuntime;
 pub use shim::shim_main;
+
+/// The label naming a container's terminationMessagePath (the key kubelet uses for its
+/// annotation). When the node sets it and passes a [`runtime::Mount`] with that container
+/// path, an exited container's [`runtime::ContainerStatus::message`] carries what the program
+/// wrote to the mount's file on the node (its last 4096 bytes, as kubelet keeps).
+pub const TERMINATION_MESSAGE_PATH_LABEL: &str = "io.kubernetes.container.terminationMessagePath";
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -54,6 +54,10 @@ pub(crate) struct ContainerMeta {
     pub tty: bool,
     /// The cgroup path given to runc, relative to each hierarchy's root.
     pub cgroups_path: String,
+    /// The node's file mounted at the container's terminationMessagePath, if the node named
+    /// one (see [`crate::TERMINATION_MESSAGE_PATH_LABEL`]). Absent in files from before it.
+    #[serde(default)]
+    pub termination_message: Option<PathBuf>,
 }
 
 /// Written by the shim once the container's process runs.

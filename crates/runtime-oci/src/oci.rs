@@ -467,6 +467,7 @@ impl Inner {
             stdin_once: config.stdin_once,
             tty: config.tty,
             cgroups_path,
+            termination_message: termination_message_file(config),
         };
         meta::write_json(&dir.join("container.json"), &m)
     }
@@ -653,6 +654,19 @@ impl Inner {
                 }
             }));
             status.message = e.message;
+            // As kubelet does: what the program wrote is appended to the runtime's words.
+            if let Some(text) = m
+                .termination_message
+                .as_deref()
+                .and_then(read_termination_message)
+            {
+                status.message = Some(match status.message.take() {
+                    Some(runtime_message) if !runtime_message.is_empty() => {
+                        format!("{runtime_message}: {text}")
+                    }
+                    _ => text,
+                });
+            }
         }
         Ok(status)
     }
@@ -696,6 +710,35 @@ impl Inner {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// The node's file behind the container's terminationMessagePath: the mount whose container
+/// path the label names.
+fn termination_message_file(config: &ContainerConfig) -> Option<PathBuf> {
+    let path = config.labels.get(crate::TERMINATION_MESSAGE_PATH_LABEL)?;
+    config
+        .mounts
+        .iter()
+        .find(|m| m.container_path == *path)
+        .map(|m| m.host_path.clone())
+}
+
+/// Kubelet's limit for a termination message (MaxContainerTerminationMessageLength).
+const TERMINATION_MESSAGE_MAX: u64 = 4096;
+
+/// The last 4096 bytes of the termination message file (kubelet keeps the tail too), or None
+/// when it is missing or empty.
+fn read_termination_message(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TERMINATION_MESSAGE_MAX)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(TERMINATION_MESSAGE_MAX)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Whether a path is an overlay mount.

@@ -763,3 +763,45 @@ async fn two_roots_two_bridges() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn termination_message_from_the_mounted_file() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("term");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let file = env.dir.path().join("termination-log");
+    std::fs::write(&file, "").unwrap();
+    let mut c = container(
+        "t",
+        &[
+            "sh",
+            "-c",
+            "printf 'it went wrong' > /dev/termination-log; exit 2",
+        ],
+    );
+    c.labels.insert(
+        runtime_oci::TERMINATION_MESSAGE_PATH_LABEL.into(),
+        "/dev/termination-log".into(),
+    );
+    c.mounts.push(runtime::Mount {
+        host_path: file.clone(),
+        container_path: "/dev/termination-log".into(),
+        read_only: false,
+        propagation: Default::default(),
+    });
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    assert_eq!(st.exit_code, Some(2));
+    assert_eq!(st.message.as_deref(), Some("it went wrong"));
+    // Without the label the file is just a mount.
+    let mut plain = c.clone();
+    plain.name = "plain".into();
+    plain.log_path = PathBuf::from("plain/0.log");
+    plain.labels.clear();
+    let id = env.rt.create_container(&sb, &plain, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    assert_eq!(wait_exited(&env.rt, &id).await.message, None);
+}
