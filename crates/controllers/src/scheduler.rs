@@ -375,25 +375,23 @@ pub async fn run_scheduler(client: kube::Client, shutdown: CancellationToken) {
         let mut retry = tokio::time::interval(RETRY);
         retry.tick().await;
         loop {
-            tokio::select! {
+            let run = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = retry.tick() => if !s.reported.is_empty() {
-                    if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
-                },
+                _ = retry.tick() => !s.reported.is_empty(),
                 ev = pw.try_next() => match ev {
-                    Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => if wants_scheduling(&p) {
-                        if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
-                    },
-                    Ok(Some(WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))) => {}
+                    Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => wants_scheduling(&p),
+                    Ok(Some(WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))) => false,
                     _ => continue 'outer,
                 },
+                // A node that changed may fit a Pod that waits.
                 ev = nw.try_next() => match ev {
-                    Ok(Some(WatchEvent::Added(_) | WatchEvent::Modified(_))) => if !s.reported.is_empty() {
-                        if let Err(e) = s.pass().await { tracing::warn!("scheduling pass failed: {e}"); }
-                    },
-                    Ok(Some(_)) => {}
+                    Ok(Some(WatchEvent::Added(_) | WatchEvent::Modified(_))) => !s.reported.is_empty(),
+                    Ok(Some(_)) => false,
                     _ => continue 'outer,
                 },
+            };
+            if run && let Err(e) = s.pass().await {
+                tracing::warn!("scheduling pass failed: {e}");
             }
         }
     }

@@ -45,6 +45,21 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     m.run().await;
 }
 
+/// Whether two updates differ only in status and bookkeeping (resourceVersion,
+/// managedFields).
+fn same_but_status(a: &Desired, b: &Desired) -> bool {
+    let (Desired::Live(a), Desired::Live(b)) = (a, b) else {
+        return false;
+    };
+    let strip = |p: &Pod| {
+        let mut m = p.metadata.clone();
+        m.resource_version = None;
+        m.managed_fields = None;
+        m
+    };
+    a.spec == b.spec && strip(a) == strip(b)
+}
+
 fn uid(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
@@ -151,7 +166,17 @@ impl Manager {
                 self.finished.insert(u);
                 return;
             }
-            h.tx.send_replace(desired);
+            // Our own status writes come back through the watch; they must not wake the
+            // worker (kubelet ignores status-only updates; krustlet#481). The mailbox still
+            // takes the newer object, quietly, so the worker diffs against fresh status.
+            let wake = {
+                let current = h.tx.borrow();
+                !same_but_status(&current, &desired)
+            };
+            h.tx.send_if_modified(|v| {
+                *v = desired;
+                wake
+            });
             return;
         }
         if matches!(desired, Desired::Gone(_)) && !self.populated {

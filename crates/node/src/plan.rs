@@ -44,7 +44,7 @@ impl ActualPod {
             .filter(|s| mine(&s.labels))
             .cloned()
             .collect();
-        sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let containers = containers
             .iter()
             .filter(|c| mine(&c.labels))

@@ -879,8 +879,36 @@ impl PodWorker {
         actual
     }
 
+    /// Learns the images of instances this worker did not start (an earlier agent did), so
+    /// an adopted Pod's status keeps its image and imageID.
+    async fn learn_images(&mut self, pod: &Pod, actual: &ActualPod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let all = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten());
+        for c in all {
+            let Some(image) = c.image.clone() else {
+                continue;
+            };
+            if self.images.contains_key(&image) || actual.latest(&c.name).is_none() {
+                continue;
+            }
+            if let Ok(Some(img)) = self.shared.images.image_status(&image).await {
+                self.images.insert(
+                    image.clone(),
+                    ImageRef {
+                        image: img.tags.first().cloned().unwrap_or_else(|| image.clone()),
+                        image_id: img.repo_digest.clone(),
+                    },
+                );
+            }
+        }
+    }
+
     /// Computes the status and writes it when it differs from the API's; returns it.
     async fn write_status(&mut self, pod: &Pod, actual: &ActualPod) -> Option<PodStatus> {
+        self.learn_images(pod, actual).await;
         let actual = self.with_messages(pod, actual.clone());
         let input = StatusInput {
             pod,

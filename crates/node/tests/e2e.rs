@@ -16,7 +16,63 @@ struct Cluster {
     images: Arc<FakeImages>,
     stop: CancellationToken,
     root: tempfile::TempDir,
+    agent_stop: CancellationToken,
     agent: tokio::task::JoinHandle<node::Result<()>>,
+}
+
+/// Starts an agent on `root` with the given runtime; returns its stop token and task once the
+/// Node is Ready.
+async fn start_agent(
+    client: &kube::Client,
+    runtime: Arc<FakeRuntime>,
+    images: Arc<FakeImages>,
+    root: &std::path::Path,
+) -> (CancellationToken, tokio::task::JoinHandle<node::Result<()>>) {
+    let mut config = NodeConfig::new(
+        "node-1",
+        root.join("node"),
+        root.join("logs"),
+        client.clone(),
+        runtime,
+        images,
+    );
+    config.resync = Duration::from_secs(2);
+    config.runtime_version = "runc://1.1.12".into();
+    let agent = Agent::new(config);
+    let mut ready = agent.ready();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(agent.run(stop.clone()));
+    tokio::time::timeout(Duration::from_secs(20), ready.wait_for(|r| *r))
+        .await
+        .expect("node ready in time")
+        .unwrap();
+    (stop, task)
+}
+
+impl Cluster {
+    /// Stops the agent (containers stay) and starts a new one on the same root and runtime.
+    async fn restart_agent(&mut self) {
+        self.stop_agent().await;
+        let (stop, task) = start_agent(
+            &self.client,
+            self.runtime.clone(),
+            self.images.clone(),
+            self.root.path(),
+        )
+        .await;
+        self.agent_stop = stop;
+        self.agent = task;
+    }
+
+    async fn stop_agent(&mut self) {
+        self.agent_stop.cancel();
+        (&mut self.agent).await.unwrap().unwrap();
+    }
+
+    async fn stop(mut self) {
+        self.stop_agent().await;
+        self.stop.cancel();
+    }
 }
 
 async fn start() -> Cluster {
@@ -54,30 +110,16 @@ async fn start() -> Cluster {
     let runtime = Arc::new(FakeRuntime::new());
     let images = Arc::new(FakeImages::new());
     let root = tempfile::tempdir().unwrap();
-    let mut config = NodeConfig::new(
-        "node-1",
-        root.path().join("node"),
-        root.path().join("logs"),
-        client.clone(),
-        runtime.clone(),
-        images.clone(),
-    );
-    config.resync = Duration::from_secs(2);
-    config.runtime_version = "runc://1.1.12".into();
-    let agent = Agent::new(config);
-    let mut ready = agent.ready();
-    let agent = tokio::spawn(agent.run(stop.clone()));
     tokio::spawn(controllers::run_scheduler(client.clone(), stop.clone()));
-    tokio::time::timeout(Duration::from_secs(20), ready.wait_for(|r| *r))
-        .await
-        .expect("node ready in time")
-        .unwrap();
+    let (agent_stop, agent) =
+        start_agent(&client, runtime.clone(), images.clone(), root.path()).await;
     Cluster {
         client,
         runtime,
         images,
         stop,
         root,
+        agent_stop,
         agent,
     }
 }
@@ -88,7 +130,9 @@ async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -299,8 +343,7 @@ async fn pod_lifecycle() {
             .any(|call| matches!(call, Call::RemoveSandbox(_)))
     );
 
-    c.stop.cancel();
-    c.agent.await.unwrap().unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,6 +443,73 @@ async fn image_pull_failure_and_init_containers() {
         })
         .collect();
     assert_eq!(order, ["i1", "i2", "app"]);
-    c.stop.cancel();
-    c.agent.await.unwrap().unwrap();
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_running_containers() {
+    let mut c = start().await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let spec = serde_json::json!({"volumes": [{"name": "v", "emptyDir": {}}],
+        "containers": [{"name": "app", "image": "busybox:1", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]});
+    let p = pods
+        .create(&PostParams::default(), &pod("keep", spec))
+        .await
+        .unwrap();
+    let uid = p.metadata.uid.unwrap();
+    let before = wait_for("Running", 20, async || {
+        let p = pods.get("keep").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+    })
+    .await;
+    let data = node::volumes::empty_dir_path(&c.root.path().join("node"), &uid, "v").join("f");
+    std::fs::write(&data, "x").unwrap();
+    let creates = |c: &Cluster| {
+        c.runtime
+            .calls()
+            .iter()
+            .filter(|call| matches!(call, Call::CreateContainer(..) | Call::RunSandbox(_)))
+            .count()
+    };
+    let made = creates(&c);
+    c.restart_agent().await;
+    // Give the new agent a few syncs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(creates(&c), made, "nothing was made again");
+    let after = pods.get("keep").await.unwrap();
+    assert_eq!(
+        after.status, before.status,
+        "the adopted pod's status is unchanged"
+    );
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), "x");
+
+    // A pod deleted while no agent ran is cleaned up by the next one.
+    c.stop_agent().await;
+    pods.delete(
+        "keep",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (stop, task) = start_agent(
+        &c.client,
+        c.runtime.clone(),
+        c.images.clone(),
+        c.root.path(),
+    )
+    .await;
+    c.agent_stop = stop;
+    c.agent = task;
+    wait_for("orphans removed", 10, async || {
+        c.runtime.list_containers_now().is_empty().then_some(())
+    })
+    .await;
+    wait_for("volumes removed", 10, async || {
+        (!data.exists()).then_some(())
+    })
+    .await;
+    c.stop().await;
 }
