@@ -6,9 +6,10 @@
 //! containerd's defaults), and starts each container through a shim (`shim.rs`, entered by
 //! [`shim_main`]) that holds its stdio, writes the CRI log (`crilog.rs`) and records the exit,
 //! so containers outlive the agent. `exec.rs` runs commands in containers (`pty.rs` gives
-//! them a terminal) and attaches to the shims. Everything is kept as JSON under one root (`meta.rs`), so
-//! a new [`OciRuntime`] on the same root sees what the last one made. Root filesystems come
-//! from a [`RootfsProvider`], which the image store implements. Start with [`OciRuntime`].
+//! them a terminal) and attaches to the shims. Everything is kept as JSON under one root
+//! (`meta.rs`), so a new [`OciRuntime`] on the same root sees what the last one made. Root
+//! filesystems come from a [`RootfsProvider`], which the image store implements. Start with
+//! [`OciRuntime`].
 
 mod crilog;
 mod error;

@@ -156,6 +156,11 @@ fn run(dir: &Path) -> Result<()> {
         None
     };
     let attach_listener = bind(Path::new("attach.sock"))?;
+    let resize_listener = if cfg.tty {
+        Some(bind(Path::new("resize.sock"))?)
+    } else {
+        None
+    };
 
     let mut readers: Vec<(File, &'static str)> = Vec::new();
     let mut stdin_writer: Option<File> = None;
@@ -261,8 +266,7 @@ fn run(dir: &Path) -> Result<()> {
         let once = cfg.stdin_once;
         std::thread::spawn(move || serve_stdin(listener, writer, once));
     }
-    if let Some(master) = &console {
-        let listener = bind(Path::new("resize.sock"))?;
+    if let (Some(master), Some(listener)) = (&console, resize_listener) {
         let fd = master.as_raw_fd();
         std::thread::spawn(move || serve_resize(listener, fd));
     }

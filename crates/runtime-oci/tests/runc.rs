@@ -805,3 +805,40 @@ async fn termination_message_from_the_mounted_file() {
     env.rt.start_container(&id).await.unwrap();
     assert_eq!(wait_exited(&env.rt, &id).await.message, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_to_a_terminal_container() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("ttyc");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let mut c = container("sh", &["sh"]);
+    c.stdin = true;
+    c.tty = true;
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = StreamRequest {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: true,
+        ..Default::default()
+    };
+    let mut s = env.rt.attach(&id, &req).await.unwrap();
+    assert!(s.stderr.is_none(), "a terminal merges stderr into stdout");
+    let mut stdin = s.stdin.take().unwrap();
+    let mut out = s.stdout.take().unwrap();
+    // Right after the start: the shim's sockets all exist once it says it started.
+    let resize = s.resize.take().unwrap();
+    resize.send((90, 20)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stdin.write_all(b"tty; stty size; exit 5\n").await.unwrap();
+    let seen = read_until(&mut *out, "20 90").await;
+    assert!(
+        seen.contains("/dev/pts/") && seen.contains("20 90"),
+        "{seen:?}"
+    );
+    assert_eq!(s.exit.await.unwrap(), 5);
+    assert_eq!(wait_exited(&env.rt, &id).await.exit_code, Some(5));
+}
