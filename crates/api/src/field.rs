@@ -75,8 +75,18 @@ pub struct FieldError {
 
 impl FieldError {
     /// An error of `kind` on `field`.
-    pub fn new(kind: ErrorType, field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), value, detail: detail.into() }
+    pub fn new(
+        kind: ErrorType,
+        field: impl Into<String>,
+        value: Value,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
     /// `Required value[: detail]`
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -102,18 +112,30 @@ impl FieldError {
     pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
         let mut quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         quoted.sort();
-        let detail = if quoted.is_empty() { String::new() } else { format!("supported values: {}", quoted.join(", ")) };
+        let detail = if quoted.is_empty() {
+            String::new()
+        } else {
+            format!("supported values: {}", quoted.join(", "))
+        };
         Self::new(ErrorType::NotSupported, field, value, detail)
     }
     /// `Too long: <detail>` (the value is not printed, as upstream's TooLongMaxLength does).
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self::new(ErrorType::TooLong, field, Value::Null, format!("may not be more than {max} bytes"))
+        Self::new(
+            ErrorType::TooLong,
+            field,
+            Value::Null,
+            format!("may not be more than {max} bytes"),
+        )
     }
 
     /// The message after the field path: `Duplicate value: "log-volume"`.
     pub fn body(&self) -> String {
         let mut s = self.kind.text().to_string();
-        let shows_value = !matches!(self.kind, ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong | ErrorType::Internal);
+        let shows_value = !matches!(
+            self.kind,
+            ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong | ErrorType::Internal
+        );
         if shows_value && !self.value.is_null() {
             s.push_str(": ");
             s.push_str(&render_value(&self.value));
@@ -151,7 +173,11 @@ pub fn aggregate(errors: &[FieldError]) -> String {
             seen.push(s);
         }
     }
-    if seen.len() == 1 { seen.remove(0) } else { format!("[{}]", seen.join(", ")) }
+    if seen.len() == 1 {
+        seen.remove(0)
+    } else {
+        format!("[{}]", seen.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -162,11 +188,17 @@ mod tests {
     #[test]
     fn renders_like_apimachinery() {
         let e = FieldError::duplicate("spec.volumes[1].name", json!("log-volume"));
-        assert_eq!(e.to_string(), r#"spec.volumes[1].name: Duplicate value: "log-volume""#);
+        assert_eq!(
+            e.to_string(),
+            r#"spec.volumes[1].name: Duplicate value: "log-volume""#
+        );
         let e = FieldError::required("spec.containers[0].name", "");
         assert_eq!(e.to_string(), "spec.containers[0].name: Required value");
         let e = FieldError::not_supported("x.type", json!("Dir"), &["File", "", "Directory"]);
-        assert_eq!(e.to_string(), r#"x.type: Unsupported value: "Dir": supported values: "", "Directory", "File""#);
+        assert_eq!(
+            e.to_string(),
+            r#"x.type: Unsupported value: "Dir": supported values: "", "Directory", "File""#
+        );
         let e = FieldError::invalid("m", json!(644), "must be a number");
         assert_eq!(e.to_string(), "m: Invalid value: 644: must be a number");
     }
@@ -176,6 +208,9 @@ mod tests {
         let a = FieldError::required("a", "");
         let b = FieldError::required("b", "");
         assert_eq!(aggregate(std::slice::from_ref(&a)), "a: Required value");
-        assert_eq!(aggregate(&[a.clone(), b, a]), "[a: Required value, b: Required value]");
+        assert_eq!(
+            aggregate(&[a.clone(), b, a]),
+            "[a: Required value, b: Required value]"
+        );
     }
 }

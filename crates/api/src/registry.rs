@@ -2,7 +2,16 @@
 //! kinds. The API server's handlers are written once and look everything up here.
 
 /// Verbs of a fully served collection.
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// A served resource.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,7 +41,11 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The kind of a list of these (`PodList`).
@@ -42,7 +55,11 @@ impl Resource {
 
     /// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
     pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// The store key prefix for one namespace (or the whole resource when `namespace` is `None`),
@@ -82,28 +99,225 @@ macro_rules! resource {
 
 /// Every served resource, in discovery order (kubectl's `get all` follows it).
 pub static RESOURCES: &[Resource] = &[
-    resource!("", "v1", "pods", "pod", "Pod", true, ["po"], ["all"],
-        ["status", "binding", "log", "exec", "attach", "portforward", "eviction"]),
-    resource!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, ["rc"], ["all"], ["status", "scale"]),
-    resource!("", "v1", "services", "service", "Service", true, ["svc"], ["all"], ["status"]),
-    resource!("", "v1", "namespaces", "namespace", "Namespace", false, ["ns"], [], ["status", "finalize"]),
-    resource!("", "v1", "configmaps", "configmap", "ConfigMap", true, ["cm"], [], []),
+    resource!(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        true,
+        ["po"],
+        ["all"],
+        [
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "eviction"
+        ]
+    ),
+    resource!(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "replicationcontroller",
+        "ReplicationController",
+        true,
+        ["rc"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "services",
+        "service",
+        "Service",
+        true,
+        ["svc"],
+        ["all"],
+        ["status"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        ["ns"],
+        [],
+        ["status", "finalize"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        ["cm"],
+        [],
+        []
+    ),
     resource!("", "v1", "secrets", "secret", "Secret", true, [], [], []),
-    resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, ["sa"], [], ["token"]),
+    resource!(
+        "",
+        "v1",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        ["sa"],
+        [],
+        ["token"]
+    ),
     resource!("", "v1", "events", "event", "Event", true, ["ev"], [], []),
-    resource!("", "v1", "endpoints", "endpoints", "Endpoints", true, ["ep"], [], []),
-    resource!("", "v1", "nodes", "node", "Node", false, ["no"], [], ["status"]),
-    resource!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, ["pv"], [], ["status"]),
-    resource!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, ["pvc"], [], ["status"]),
-    resource!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, ["ds"], ["all"], ["status"]),
-    resource!("apps", "v1", "deployments", "deployment", "Deployment", true, ["deploy"], ["all"], ["status", "scale"]),
-    resource!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, ["rs"], ["all"], ["status", "scale"]),
-    resource!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, ["sts"], ["all"], ["status", "scale"]),
-    resource!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, ["cj"], ["all"], ["status"]),
-    resource!("batch", "v1", "jobs", "job", "Job", true, [], ["all"], ["status"]),
-    resource!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, ["sc"], [], []),
-    resource!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, [], [], []),
-    resource!("events.k8s.io", "v1", "events", "event", "Event", true, ["ev"], [], []),
+    resource!(
+        "",
+        "v1",
+        "endpoints",
+        "endpoints",
+        "Endpoints",
+        true,
+        ["ep"],
+        [],
+        []
+    ),
+    resource!(
+        "",
+        "v1",
+        "nodes",
+        "node",
+        "Node",
+        false,
+        ["no"],
+        [],
+        ["status"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        ["pv"],
+        [],
+        ["status"]
+    ),
+    resource!(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        ["pvc"],
+        [],
+        ["status"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        ["ds"],
+        ["all"],
+        ["status"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        ["deploy"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        ["rs"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        ["sts"],
+        ["all"],
+        ["status", "scale"]
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        ["cj"],
+        ["all"],
+        ["status"]
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "jobs",
+        "job",
+        "Job",
+        true,
+        [],
+        ["all"],
+        ["status"]
+    ),
+    resource!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        ["sc"],
+        [],
+        []
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        [],
+        [],
+        []
+    ),
+    resource!(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        ["ev"],
+        [],
+        []
+    ),
 ];
 
 /// The API groups other than core, in discovery order.
@@ -119,12 +333,16 @@ pub fn groups() -> Vec<&'static str> {
 
 /// The resource served at `group`/`version` under `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource for an object's `apiVersion` and `kind`.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
 #[cfg(test)]
@@ -134,12 +352,21 @@ mod tests {
     #[test]
     fn keys_look_like_kubernetes() {
         let pods = find("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "date-tail"), "/registry/pods/default/date-tail");
+        assert_eq!(
+            pods.key(Some("default"), "date-tail"),
+            "/registry/pods/default/date-tail"
+        );
         let ns = find("", "v1", "namespaces").unwrap();
-        assert_eq!(ns.key(Some("ignored"), "default"), "/registry/namespaces/default");
+        assert_eq!(
+            ns.key(Some("ignored"), "default"),
+            "/registry/namespaces/default"
+        );
         let deploy = find("apps", "v1", "deployments").unwrap();
         assert_eq!(deploy.key_prefix(None), "/registry/apps/deployments/");
         let ev = find("events.k8s.io", "v1", "events").unwrap();
-        assert_eq!(ev.key_prefix(Some("a")), "/registry/events.k8s.io/events/a/");
+        assert_eq!(
+            ev.key_prefix(Some("a")),
+            "/registry/events.k8s.io/events/a/"
+        );
     }
 }
