@@ -322,6 +322,8 @@ async fn follow_file(
     let mut batch = Vec::new();
     // Seen the container stopped once: one more pass drains what it wrote last.
     let mut stopping = false;
+    // Saw the file rotated once: one more pass over the old file first.
+    let mut draining_old = false;
     let mut polls = 0u32;
     loop {
         let n = reader.read_until(b'\n', &mut line).await.map_err(read)?;
@@ -359,7 +361,14 @@ async fn follow_file(
         // A new file under the same name means the writer rotated: what the old one held is
         // read, so go on from the start of the new one. A shorter file was truncated in place.
         match tokio::fs::metadata(path).await {
+            // Lines may have reached the old file between our last read and the rename: read
+            // it to its end once more before moving on.
+            Ok(meta) if meta.ino() != ino && !draining_old => {
+                draining_old = true;
+                continue;
+            }
             Ok(meta) if meta.ino() != ino => {
+                draining_old = false;
                 let (f, i) = open(path).await?;
                 reader = BufReader::with_capacity(64 * 1024, f);
                 ino = i;

@@ -9,7 +9,7 @@
 //!
 //! Routes (as kubelet's, with the Pod's UID as an optional segment so a Pod recreated under the
 //! same name is never confused with the old one):
-//! - `GET /containerLogs/{ns}/{pod}[/{uid}]/{container}?follow&tailLines&previous&timestamps&sinceSeconds&sinceTime&limitBytes`
+//! - `GET /containerLogs/{ns}/{pod}[/{uid}]/{container}?follow&tailLines&previous&timestamps&sinceSeconds&sinceTime&limitBytes[&containerID]`
 //! - `GET /exec/{ns}/{pod}[/{uid}]/{container}?command=..&stdin&stdout&stderr&tty` (WebSocket)
 //! - `GET /attach/{ns}/{pod}[/{uid}]/{container}?stdin&stdout&stderr&tty` (WebSocket)
 //! - `GET /portForward/{ns}/{pod}[/{uid}]` (WebSocket, `SPDY/3.1+portforward.k8s.io`)
@@ -258,7 +258,25 @@ async fn container_logs_inner(
     let pairs = query_pairs(query.as_deref())?;
     let opts = logs::LogOptions::from_query(&pairs, jiff::Timestamp::now())
         .map_err(|e| ServerError::BadRequest(e.to_string()))?;
-    let found = find_container(ctx.runtime.as_ref(), &pod, &container, opts.previous).await?;
+    // The API server names the instance it chose from the Pod's status (as kubelet chooses);
+    // without it, the newest instance (or the one before, for `previous`).
+    let wanted = pairs
+        .iter()
+        .find(|(k, v)| k == "containerID" && !v.is_empty())
+        .map(|(_, v)| v.clone());
+    let found = match wanted {
+        Some(id) => container_instances(ctx.runtime.as_ref(), &pod, &container)
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| {
+                ServerError::NotFound(format!(
+                    "container {container:?} in pod {:?} not found",
+                    pod.name
+                ))
+            })?,
+        None => find_container(ctx.runtime.as_ref(), &pod, &container, opts.previous).await?,
+    };
     let id = found.id.clone();
     let rt = ctx.runtime.clone();
     // A previous instance has exited, so following it ends at its end.

@@ -327,7 +327,7 @@ async fn pump(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::server::{Context, router};
     use async_trait::async_trait;
@@ -358,7 +358,14 @@ mod tests {
             Ok(())
         }
         async fn list_sandboxes(&self) -> runtime::Result<Vec<SandboxStatus>> {
-            Ok(vec![])
+            let labels = self.list_containers().await?.remove(0).labels;
+            Ok(vec![SandboxStatus {
+                id: "s1".into(),
+                ready: true,
+                ip: None,
+                created_at: SystemTime::now(),
+                labels,
+            }])
         }
         async fn create_container(
             &self,
