@@ -16,6 +16,8 @@
 
 pub mod logs;
 pub mod portforward;
+#[cfg(test)]
+mod proxy_tests;
 pub mod stream;
 
 use axum::Router;

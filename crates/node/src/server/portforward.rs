@@ -535,6 +535,7 @@ mod tests {
         let ctx = Arc::new(Context {
             runtime: Arc::new(FakeStreams {
                 resizes: Arc::new(Mutex::new(Vec::new())),
+                log_path: "/nonexistent".into(),
             }),
             token: "secret".into(),
         });

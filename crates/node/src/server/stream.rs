@@ -344,6 +344,7 @@ pub(crate) mod tests {
     /// closed), writes the command to stderr and exits with the code named by the command.
     pub struct FakeStreams {
         pub resizes: Arc<Mutex<Vec<(u16, u16)>>>,
+        pub log_path: std::path::PathBuf,
     }
 
     #[async_trait]
@@ -410,7 +411,7 @@ pub(crate) mod tests {
                 exit_code: None,
                 reason: None,
                 message: None,
-                log_path: "/nonexistent".into(),
+                log_path: self.log_path.clone(),
                 labels,
             }])
         }
@@ -469,6 +470,7 @@ pub(crate) mod tests {
         let ctx = Arc::new(Context {
             runtime: Arc::new(FakeStreams {
                 resizes: resizes.clone(),
+                log_path: "/nonexistent".into(),
             }),
             token: "secret".into(),
         });
