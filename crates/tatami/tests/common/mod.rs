@@ -120,6 +120,9 @@ impl Cluster {
         let child = Command::new(tatami_bin())
             .args(["up", "--port", "0", "--data-dir"])
             .arg(self.data())
+            // Tests never reach outside this machine: docker.io images come from a mirror on a
+            // closed loopback port, so a Pod that needs a pull fails fast instead.
+            .args(["--registry-mirror", "docker.io=http://127.0.0.1:9"])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
