@@ -292,13 +292,14 @@ class Cluster:
     def stop(self):
         if self.proc is None:
             return
-        # `tatami down` stops `up` and every container, mount and network it made.
+        # `up` is our child: stopped and reaped here, since `tatami down` would wait on its zombie.
+        # Then `tatami down` stops every container, mount and network it made.
+        stop_proc(self.proc)
         try:
             subprocess.run([self.binary, "down", "--data-dir", self.data], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
         except subprocess.TimeoutExpired:
             say("tatami down did not finish within 90 s")
-        stop_proc(self.proc)
         self.proc = None
 
 
