@@ -12,8 +12,12 @@ command -v busybox >/dev/null || need+=(busybox-static)
 command -v kubectl >/dev/null || need+=(kubectl)
 if [ ${#need[@]} -gt 0 ]; then apt-get update && apt-get install -y "${need[@]}"; fi
 
-cargo build --release -p tatami
-T=$PWD/target/release/tatami
+# TATAMI=path/to/tatami uses a binary already built.
+if [ -z "${TATAMI:-}" ]; then
+  cargo build --release -p tatami
+  TATAMI=$PWD/target/release/tatami
+fi
+T=$TATAMI
 "$T" down --data-dir "$DATA" 2>/dev/null || true
 rm -rf "$DATA"
 
