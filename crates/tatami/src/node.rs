@@ -40,13 +40,21 @@ pub fn oci_runtime(dir: &DataDir, images: ImageStore) -> anyhow::Result<Arc<OciR
     ))
 }
 
-/// A client of the API server at `url` as the cluster's admin.
-pub async fn client(pki: &Pki, url: &str) -> anyhow::Result<kube::Client> {
+/// A client of the API server at `url` as the cluster's admin. `agent` names the component
+/// (`kubelet`, `default-scheduler`): the server takes the field manager of its writes from it,
+/// as kube-apiserver does from the user agent.
+pub async fn client(pki: &Pki, url: &str, agent: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&crate::kubeconfig::render(pki, url))
         .context("cannot read our own kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("cannot configure the API client")?;
+    let user_agent = format!(
+        "{agent}/v1.32.0 (linux) tatami/{}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let value = http::HeaderValue::from_str(&user_agent).context("invalid user agent")?;
+    config.headers.push((http::header::USER_AGENT, value));
     kube::Client::try_from(config).context("cannot make the API client")
 }
 

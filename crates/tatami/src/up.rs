@@ -68,7 +68,8 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let images = crate::image::open_store(&dir, &args.registries)?;
     let runtime = crate::node::oci_runtime(&dir, images.clone())?;
-    let client = crate::node::client(&pki, &url).await?;
+    let client = crate::node::client(&pki, &url, "kubelet").await?;
+    let scheduler = crate::node::client(&pki, &url, "default-scheduler").await?;
     let name = crate::node::node_name(args.node_name.as_deref());
     std::fs::write(dir.node_name(), format!("{name}\n")).context("cannot record the node name")?;
     let streaming = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -85,7 +86,7 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         &name,
         dir.node(),
         dir.logs(),
-        client.clone(),
+        client,
         runtime,
         Arc::new(images),
     );
@@ -96,7 +97,7 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let agent = node::Agent::new(config);
     let mut node_ready = agent.ready();
     let agent = tokio::spawn(agent.run(shutdown.clone()));
-    tokio::spawn(controllers::run_scheduler(client, shutdown.clone()));
+    tokio::spawn(controllers::run_scheduler(scheduler, shutdown.clone()));
 
     let kubeconfig = kubeconfig::render(&pki, &url);
     write_private(&dir.kubeconfig(), kubeconfig.as_bytes())
