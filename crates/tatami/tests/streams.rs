@@ -32,6 +32,8 @@ fn run_pod(c: &Cluster, name: &str, yaml: &str) {
     assert!(ready, "{}", c.kubectl(&["describe", "pod", name]).stdout);
 }
 
+// stdout and stderr are read by the shim concurrently, so the order of their lines in the log is
+// only certain when they are written apart: the stderr line comes a second later.
 const COUNTER: &str = r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -42,7 +44,7 @@ spec:
   - name: count
     image: alpine
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; echo to-stderr >&2; sleep 3600"]
+    command: ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; sleep 1; echo to-stderr >&2; sleep 3600"]
   - name: other
     image: alpine
     imagePullPolicy: IfNotPresent

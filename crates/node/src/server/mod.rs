@@ -92,10 +92,22 @@ pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs_named))
         .route("/containerLogs/{ns}/{pod}/{uid}/{container}", get(logs_uid))
-        .route("/exec/{ns}/{pod}/{container}", get(exec_named))
-        .route("/exec/{ns}/{pod}/{uid}/{container}", get(exec_uid))
-        .route("/attach/{ns}/{pod}/{container}", get(attach_named))
-        .route("/attach/{ns}/{pod}/{uid}/{container}", get(attach_uid))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(|s, p, q, ws| stream_named(stream::Kind::Exec, s, p, q, ws)),
+        )
+        .route(
+            "/exec/{ns}/{pod}/{uid}/{container}",
+            get(|s, p, q, ws| stream_uid(stream::Kind::Exec, s, p, q, ws)),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{container}",
+            get(|s, p, q, ws| stream_named(stream::Kind::Attach, s, p, q, ws)),
+        )
+        .route(
+            "/attach/{ns}/{pod}/{uid}/{container}",
+            get(|s, p, q, ws| stream_uid(stream::Kind::Attach, s, p, q, ws)),
+        )
         .route("/portForward/{ns}/{pod}", get(portforward_named))
         .route("/portForward/{ns}/{pod}/{uid}", get(portforward_uid))
         .layer(middleware::from_fn_with_state(ctx.clone(), authenticate))
@@ -308,60 +320,39 @@ fn tokio_stream_of<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn exec_named(
+/// A WebSocket upgrade, or why the request is not one.
+type Upgrade = Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>;
+
+/// exec or attach on `/{ns}/{pod}/{container}`.
+async fn stream_named(
+    kind: stream::Kind,
     State(ctx): State<Arc<Context>>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
+    Path((namespace, name, container)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
     let pod = PodRef {
-        namespace: ns,
-        name: pod,
+        namespace,
+        name,
         uid: None,
     };
-    stream::serve_stream(ctx, pod, container, q, ws, stream::Kind::Exec).await
+    stream::serve_stream(ctx, pod, container, q, ws, kind).await
 }
 
-async fn exec_uid(
+/// exec or attach on `/{ns}/{pod}/{uid}/{container}`.
+async fn stream_uid(
+    kind: stream::Kind,
     State(ctx): State<Arc<Context>>,
-    Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
+    Path((namespace, name, uid, container)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
 ) -> Response {
     let pod = PodRef {
-        namespace: ns,
-        name: pod,
+        namespace,
+        name,
         uid: Some(uid),
     };
-    stream::serve_stream(ctx, pod, container, q, ws, stream::Kind::Exec).await
-}
-
-async fn attach_named(
-    State(ctx): State<Arc<Context>>,
-    Path((ns, pod, container)): Path<(String, String, String)>,
-    RawQuery(q): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let pod = PodRef {
-        namespace: ns,
-        name: pod,
-        uid: None,
-    };
-    stream::serve_stream(ctx, pod, container, q, ws, stream::Kind::Attach).await
-}
-
-async fn attach_uid(
-    State(ctx): State<Arc<Context>>,
-    Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
-    RawQuery(q): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let pod = PodRef {
-        namespace: ns,
-        name: pod,
-        uid: Some(uid),
-    };
-    stream::serve_stream(ctx, pod, container, q, ws, stream::Kind::Attach).await
+    stream::serve_stream(ctx, pod, container, q, ws, kind).await
 }
 
 async fn portforward_named(
