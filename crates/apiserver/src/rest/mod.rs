@@ -18,7 +18,6 @@ use crate::objects::Objects;
 use crate::request::{self, Query, Target};
 use crate::server::State;
 use crate::table;
-use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -173,6 +172,3 @@ pub async fn dispatch(call: Call) -> Response {
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
-
-/// A body for a streaming reply.
-pub type StreamBody = Body;
