@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use store::{Datastore, KeyValue, ListOptions, Revision};
 
+/// How many keys a list without a limit reads from the store at a time.
+const STORE_PAGE: usize = 500;
+
 /// API objects on a datastore.
 #[derive(Clone)]
 pub struct Objects {
@@ -89,21 +92,27 @@ impl Objects {
 
     /// The object's JSON with its `resourceVersion`, spliced into the stored bytes (no parse).
     pub fn raw(kv: &KeyValue) -> ApiResult<Vec<u8>> {
+        let mut out = Vec::with_capacity(kv.value.len() + 32);
+        Self::write_raw(kv, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends [`Objects::raw`]'s bytes to `out`.
+    pub fn write_raw(kv: &KeyValue, out: &mut Vec<u8>) -> ApiResult<()> {
         const PREFIX: &[u8] = b"{\"metadata\":{";
-        if !kv.value.starts_with(PREFIX) {
+        let Some(rest) = kv.value.strip_prefix(PREFIX) else {
             // Written by something else: take the slow road.
-            return serde_json::to_vec(&Self::decode(kv)?).map_err(ApiError::internal);
-        }
-        let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
-        let rest = &kv.value[PREFIX.len()..];
-        let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
+            return serde_json::to_writer(out, &Self::decode(kv)?).map_err(ApiError::internal);
+        };
         out.extend_from_slice(PREFIX);
-        out.extend_from_slice(rv.as_bytes());
+        out.extend_from_slice(b"\"resourceVersion\":\"");
+        out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+        out.push(b'"');
         if rest.first() != Some(&b'}') {
             out.push(b',');
         }
         out.extend_from_slice(rest);
-        Ok(out)
+        Ok(())
     }
 
     /// The object, or `None`.
@@ -132,115 +141,50 @@ impl Objects {
         req: &ListRequest,
     ) -> ApiResult<ListResult> {
         let mut items = Vec::new();
-        let page = self
-            .scan(r, ns, req, |kv| {
-                let obj = Self::decode(kv)?;
-                let keep = self.matches(r, &obj, req);
-                if keep {
-                    items.push(obj);
-                }
-                Ok(keep)
-            })
-            .await?;
-        Ok(ListResult { items, ..page })
+        let mut pages = self.pages(r, ns, req)?;
+        while let Some(found) = pages.next().await? {
+            for Found { kv, obj } in found {
+                items.push(obj.map_or_else(|| Self::decode(&kv), Ok)?);
+            }
+        }
+        Ok(ListResult {
+            items,
+            ..pages.finish()
+        })
     }
 
-    /// Like [`Objects::list`], but each item as JSON bytes: without selectors, no object is
-    /// parsed at all (the fast path of big lists).
-    pub async fn list_raw(
-        &self,
+    /// Reads a list a store page at a time, at one revision: the way to send a big list while
+    /// the rest of it is still read, and without parsing an object that no selector needs.
+    pub fn pages<'a>(
+        &'a self,
         r: &'static Resource,
         ns: Option<&str>,
-        req: &ListRequest,
-    ) -> ApiResult<(Vec<Vec<u8>>, ListResult)> {
-        let mut items = Vec::new();
-        let filtered = req.labels.is_some() || req.fields.is_some();
-        let page = self
-            .scan(r, ns, req, |kv| {
-                let keep = !filtered || self.matches(r, &Self::decode(kv)?, req);
-                if keep {
-                    items.push(Self::raw(kv)?);
-                }
-                Ok(keep)
-            })
-            .await?;
-        Ok((items, page))
-    }
-
-    /// Walks the matching keys page by page; `take` sees each and says whether it matched.
-    /// Returns the list's revision, continue token and remaining count (items left empty).
-    async fn scan(
-        &self,
-        r: &'static Resource,
-        ns: Option<&str>,
-        req: &ListRequest,
-        mut take: impl FnMut(&KeyValue) -> ApiResult<bool>,
-    ) -> ApiResult<ListResult> {
+        req: &'a ListRequest,
+    ) -> ApiResult<Pages<'a>> {
         let prefix = r.key_prefix(ns);
-        let (mut revision, mut after_key) = match &req.continue_token {
+        let (revision, after_key) = match &req.continue_token {
             Some(token) => decode_continue(token, &prefix)?,
             None => (None, None),
         };
-        let done = |revision| ListResult {
-            items: Vec::new(),
-            revision,
-            continue_token: None,
-            remaining: None,
-        };
         // A pinned name reads one key instead of the whole prefix.
-        let pinned = req.fields.as_ref().and_then(|f| f.name_selector());
-        if let Some(name) =
-            pinned.filter(|_| req.continue_token.is_none() && (!r.namespaced || ns.is_some()))
-        {
-            let (rev, kv) = self.store.get(&r.key(ns, name)).await?;
-            if let Some(kv) = kv {
-                take(&kv)?;
-            }
-            return Ok(done(rev));
-        }
-        let mut taken = 0usize;
-        loop {
-            let want = req.limit.map(|l| l - taken);
-            let page = self
-                .store
-                .list(
-                    &prefix,
-                    ListOptions {
-                        limit: want,
-                        after_key: after_key.clone(),
-                        revision,
-                    },
-                )
-                .await?;
-            revision = Some(page.revision);
-            let last_key = page.items.last().map(|kv| kv.key.clone());
-            for kv in &page.items {
-                if take(kv)? {
-                    taken += 1;
-                }
-            }
-            if page.remaining == 0 || last_key.is_none() {
-                return Ok(done(page.revision));
-            }
-            after_key = last_key;
-            if req.limit.is_some_and(|l| taken >= l) {
-                let token =
-                    encode_continue(page.revision, after_key.as_deref().unwrap_or(""), &prefix);
-                let remaining = if req.labels.is_none() && req.fields.is_none() {
-                    Some(page.remaining)
-                } else {
-                    None
-                };
-                return Ok(ListResult {
-                    items: Vec::new(),
-                    revision: page.revision,
-                    continue_token: Some(token),
-                    remaining,
-                });
-            }
-        }
+        let pinned = req
+            .fields
+            .as_ref()
+            .and_then(|f| f.name_selector())
+            .filter(|_| req.continue_token.is_none() && (!r.namespaced || ns.is_some()))
+            .map(|name| r.key(ns, name));
+        Ok(Pages {
+            objects: self,
+            r,
+            req,
+            prefix,
+            pinned,
+            revision,
+            after_key,
+            taken: 0,
+            end: None,
+        })
     }
-
     /// Whether `obj` passes the request's selectors.
     pub fn matches(&self, r: &Resource, obj: &Value, req: &ListRequest) -> bool {
         let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
@@ -288,6 +232,118 @@ impl Objects {
             Err(store::Error::NotFound { .. }) => Err(ApiError::not_found(r, name)),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A list being read: [`Objects::pages`].
+pub struct Pages<'a> {
+    objects: &'a Objects,
+    r: &'static Resource,
+    req: &'a ListRequest,
+    prefix: String,
+    /// The one key to read, for a `metadata.name` field selector.
+    pinned: Option<String>,
+    revision: Option<Revision>,
+    after_key: Option<String>,
+    taken: usize,
+    /// Set once the last page was read.
+    end: Option<ListResult>,
+}
+
+/// A stored object that passed the selectors, parsed if they needed it parsed.
+pub struct Found {
+    /// As stored.
+    pub kv: KeyValue,
+    /// The object, when matching it took a parse.
+    pub obj: Option<Value>,
+}
+
+impl Pages<'_> {
+    /// The matching objects of the next store page (perhaps none), or `None` once the list is
+    /// done. The first page fixes the revision every later page is read at.
+    pub async fn next(&mut self) -> ApiResult<Option<Vec<Found>>> {
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        if let Some(key) = self.pinned.take() {
+            let (revision, kv) = self.objects.store.get(&key).await?;
+            self.end = Some(whole_list(revision));
+            return Ok(Some(self.matching(kv.into_iter().collect())?));
+        }
+        let req = self.req;
+        // Without a limit, the store is read in pages all the same.
+        let (limit, skip_count) = match req.limit {
+            Some(limit) => (limit - self.taken, false),
+            None => (STORE_PAGE, true),
+        };
+        let page = self
+            .objects
+            .store
+            .list(
+                &self.prefix,
+                ListOptions {
+                    limit: Some(limit),
+                    after_key: self.after_key.clone(),
+                    revision: self.revision,
+                    skip_count,
+                },
+            )
+            .await?;
+        self.revision = Some(page.revision);
+        self.after_key = page.items.last().map(|kv| kv.key.clone());
+        let found = self.matching(page.items)?;
+        self.taken += found.len();
+        let filtered = req.labels.is_some() || req.fields.is_some();
+        match &self.after_key {
+            None => self.end = Some(whole_list(page.revision)),
+            Some(_) if page.remaining == 0 => self.end = Some(whole_list(page.revision)),
+            Some(after) if req.limit.is_some_and(|l| self.taken >= l) => {
+                self.end = Some(ListResult {
+                    items: Vec::new(),
+                    revision: page.revision,
+                    continue_token: Some(encode_continue(page.revision, after, &self.prefix)),
+                    remaining: (!filtered).then_some(page.remaining),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(Some(found))
+    }
+
+    /// The list's revision, once a page was read.
+    pub fn revision(&self) -> Option<Revision> {
+        self.revision.or(self.end.as_ref().map(|end| end.revision))
+    }
+
+    /// The list's revision, continue token and remaining count (items left empty); call it
+    /// after [`Pages::next`] said the list is done.
+    pub fn finish(self) -> ListResult {
+        self.end
+            .unwrap_or_else(|| whole_list(self.revision.unwrap_or_default()))
+    }
+
+    fn matching(&self, kvs: Vec<KeyValue>) -> ApiResult<Vec<Found>> {
+        if self.req.labels.is_none() && self.req.fields.is_none() {
+            return Ok(kvs.into_iter().map(|kv| Found { kv, obj: None }).collect());
+        }
+        let mut found = Vec::new();
+        for kv in kvs {
+            let obj = Objects::decode(&kv)?;
+            if self.objects.matches(self.r, &obj, self.req) {
+                found.push(Found { kv, obj: Some(obj) });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A complete list read at `revision`: no continue token, no remaining count.
+pub fn whole_list(revision: Revision) -> ListResult {
+    ListResult {
+        items: Vec::new(),
+        revision,
+        continue_token: None,
+        remaining: None,
     }
 }
 

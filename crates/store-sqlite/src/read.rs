@@ -232,11 +232,13 @@ pub(crate) fn list(
     let remaining = match items.last() {
         Some(last) if items.len() == limit => {
             let rest = Range::new(prefix, Some(&last.key));
+            let count = if options.skip_count {
+                "SELECT EXISTS (SELECT 1 FROM log WHERE {})"
+            } else {
+                "SELECT COUNT(*) FROM log WHERE {}"
+            };
             let count: i64 = tx
-                .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM log WHERE {}",
-                    visible(&rest)
-                ))
+                .prepare_cached(&count.replace("{}", &visible(&rest)))
                 .and_then(|mut stmt| {
                     stmt.query_row(params![rest.lower, rest.upper, revision], |row| row.get(0))
                 })

@@ -80,6 +80,10 @@ pub struct ListOptions {
     /// compacted one fails with [`Error::Compacted`], one above the current revision with
     /// [`Error::FutureRevision`]; the compacted revision itself can still be read.
     pub revision: Option<Revision>,
+    /// Leave the keys after a full page uncounted: [`ListPage::remaining`] is then 1 when more
+    /// follow and 0 when the list is complete, which spares a scan of the rest to a caller that
+    /// reads every page anyway.
+    pub skip_count: bool,
 }
 
 /// One page of a list.
@@ -89,7 +93,8 @@ pub struct ListPage {
     pub revision: Revision,
     /// The items, in key order.
     pub items: Vec<KeyValue>,
-    /// How many more keys match after this page (0 when the list is complete).
+    /// How many more keys match after this page (0 when the list is complete; with
+    /// [`ListOptions::skip_count`], at most 1).
     pub remaining: usize,
 }
 

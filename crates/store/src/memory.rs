@@ -209,6 +209,9 @@ impl Datastore for MemoryStore {
                     page.items.push(kv);
                 } else {
                     page.remaining += 1;
+                    if options.skip_count {
+                        break;
+                    }
                 }
             }
         }

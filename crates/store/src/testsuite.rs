@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
             revisions_increase => case_revisions_increase,
             list_prefix => case_list_prefix,
             list_paging_snapshot => case_list_paging_snapshot,
+            list_skip_count => case_list_skip_count,
             list_at_revision => case_list_at_revision,
             watch_history_then_live => case_watch_history_then_live,
             watch_prefix => case_watch_prefix,
@@ -355,6 +356,48 @@ pub async fn case_list_prefix(store: impl Datastore) {
     assert_eq!(list_all(&store, "/registry/none/").await.items, vec![]);
 }
 
+/// With `skip_count`, `remaining` only says whether more keys follow.
+pub async fn case_list_skip_count(store: impl Datastore) {
+    for i in 0..5 {
+        store
+            .create(&format!("/s/k{i}"), b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    let page_of = |after: Option<&str>| ListOptions {
+        limit: Some(2),
+        after_key: after.map(str::to_string),
+        skip_count: true,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list("/s/", page_of(after.as_deref())).await.unwrap();
+        seen.extend(keys(&page).into_iter().map(str::to_string));
+        let more = seen.len() < 5;
+        assert_eq!(page.remaining, usize::from(more), "after {after:?}");
+        if !more {
+            break;
+        }
+        after = page.items.last().map(|kv| kv.key.clone());
+    }
+    assert_eq!(seen, ["/s/k0", "/s/k1", "/s/k2", "/s/k3", "/s/k4"]);
+    // A full last page: nothing follows it.
+    let page = store
+        .list(
+            "/s/",
+            ListOptions {
+                limit: Some(5),
+                skip_count: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.items.len(), page.remaining), (5, 0));
+}
+
 /// Paging with limit, after_key and the first page's revision reads one snapshot, even when
 /// writes happen between the pages.
 pub async fn case_list_paging_snapshot(store: impl Datastore) {
@@ -372,6 +415,7 @@ pub async fn case_list_paging_snapshot(store: impl Datastore) {
         limit: Some(3),
         after_key: after,
         revision,
+        ..Default::default()
     };
     let first = store.list("/p/", page_of(None, None)).await.unwrap();
     let snapshot = first.revision;

@@ -894,6 +894,83 @@ async fn paging_returns_every_object_once_from_one_snapshot() {
     assert_eq!(bad.code, 400);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_longer_than_a_store_page_comes_whole_and_in_order() {
+    let c = Cluster::start();
+    c.kubectl(&["create", "namespace", "big"]).ok();
+    let cms: Api<ConfigMap> = Api::namespaced(c.client().await, "big");
+    // More than two of the server's store pages (500 keys each); every 300th is labelled, so
+    // some pages hold no match for the selector.
+    let total = 1_100;
+    futures::stream::iter(0..total)
+        .map(|i| {
+            let cms = cms.clone();
+            async move {
+                let labels = if i % 300 == 0 {
+                    json!({"every": "300th"})
+                } else {
+                    json!({})
+                };
+                cms.create(
+                    &PostParams::default(),
+                    &labelled(&format!("cm-{i:04}"), labels),
+                )
+                .await
+                .unwrap()
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let all = cms.list(&ListParams::default()).await.unwrap();
+    let names: Vec<String> = all
+        .items
+        .iter()
+        .filter_map(|cm| cm.metadata.name.clone())
+        .collect();
+    let expected: Vec<String> = (0..total).map(|i| format!("cm-{i:04}")).collect();
+    assert_eq!(names, expected);
+    assert!(all.metadata.continue_.is_none() && all.metadata.remaining_item_count.is_none());
+    let revision: i64 = all.metadata.resource_version.unwrap().parse().unwrap();
+    let newest = all
+        .items
+        .iter()
+        .map(|cm| {
+            cm.metadata
+                .resource_version
+                .as_deref()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        revision >= newest,
+        "list revision {revision} below an item's {newest}"
+    );
+
+    let picked = cms
+        .list(&ListParams::default().labels("every=300th"))
+        .await
+        .unwrap();
+    let names: Vec<String> = picked
+        .items
+        .iter()
+        .filter_map(|cm| cm.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["cm-0000", "cm-0300", "cm-0600", "cm-0900"]);
+    // kubectl reads in chunks of 500 with limit and continue.
+    let run = c.kubectl(&["get", "configmaps", "-n", "big", "-o", "name"]);
+    let out = run.ok();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("configmap/cm-"))
+            .count(),
+        total
+    );
+}
+
 #[test]
 fn label_selectors_and_all_namespaces() {
     let c = Cluster::start();

@@ -3,13 +3,17 @@
 
 use super::{Call, TABLE_CONTENT_TYPE, json_response};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{ListRequest, ListResult};
+use crate::objects::{Found, ListRequest, ListResult, Objects, whole_list};
 use crate::request;
 use crate::table;
+use api::registry::Resource;
 use api::selector::{FieldSelector, LabelSelector};
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 /// The selectors and paging of a list or watch request.
 pub fn list_request(call: &Call) -> ApiResult<ListRequest> {
@@ -51,26 +55,89 @@ pub async fn list(call: &Call) -> ApiResult<Response> {
         let t = table::table(r, &page.items, Some(list_meta(&page)), &call.query);
         return Ok(json_response(StatusCode::OK, &t, TABLE_CONTENT_TYPE));
     }
-    // Big lists are assembled from the stored bytes, with no object parsed or re-serialised.
-    let (items, page) = call.objects().list_raw(r, call.ns(), &req).await?;
+    let objects = call.objects().clone();
+    if req.limit.is_some() {
+        // One page: built whole, so its metadata can carry the continue token.
+        let mut pages = objects.pages(r, call.ns(), &req)?;
+        let (mut items, mut any) = (Vec::new(), false);
+        while let Some(found) = pages.next().await? {
+            push_items(&mut items, &found, &mut any)?;
+        }
+        let mut body = list_head(r, &pages.finish())?;
+        body.extend_from_slice(&items);
+        body.extend_from_slice(LIST_TAIL);
+        return Ok(raw_json_response(Body::from(body)));
+    }
+    // A whole collection is sent as it is read, a store page at a time: the head goes out with
+    // the first page, whose revision it names.
+    let (tx, mut rx) = mpsc::channel::<ApiResult<Vec<u8>>>(2);
+    let ns = call.ns().map(str::to_string);
+    tokio::spawn(async move {
+        let sent = async {
+            let mut pages = objects.pages(r, ns.as_deref(), &req)?;
+            let mut chunk = Vec::new();
+            let mut started = false;
+            let mut any = false;
+            while let Some(found) = pages.next().await? {
+                if !started {
+                    chunk = list_head(r, &whole_list(pages.revision().unwrap_or_default()))?;
+                    started = true;
+                }
+                push_items(&mut chunk, &found, &mut any)?;
+                if !chunk.is_empty() && tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+            let _ = tx.send(Ok(LIST_TAIL.to_vec())).await;
+            Ok(())
+        };
+        if let Err(e) = sent.await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    // An error before anything was sent is the reply; one later can only cut the body short.
+    let first = rx
+        .recv()
+        .await
+        .unwrap_or_else(|| Err(ApiError::internal("the list ended early")))?;
+    let rest = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.message)));
+    let body = futures::stream::once(async { Ok(first) }).chain(rest);
+    Ok(raw_json_response(Body::from_stream(body)))
+}
+
+/// Closes the items array and the list.
+const LIST_TAIL: &[u8] = b"]}";
+
+/// The list up to its opening `"items":[`.
+fn list_head(r: &Resource, page: &ListResult) -> ApiResult<Vec<u8>> {
     let head =
-        json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": list_meta(&page)});
+        json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": list_meta(page)});
     let mut body = serde_json::to_vec(&head).map_err(ApiError::internal)?;
     body.pop(); // the closing brace: the items follow
     body.extend_from_slice(b",\"items\":[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
+    Ok(body)
+}
+
+/// Appends the items' JSON to `out`, each after a comma once `any` item went before.
+fn push_items(out: &mut Vec<u8>, found: &[Found], any: &mut bool) -> ApiResult<()> {
+    for Found { kv, .. } in found {
+        if *any {
+            out.push(b',');
         }
-        body.extend_from_slice(item);
+        *any = true;
+        Objects::write_raw(kv, out)?;
     }
-    body.extend_from_slice(b"]}");
+    Ok(())
+}
+
+fn raw_json_response(body: Body) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(resp)
+    resp
 }
 
 fn list_meta(page: &ListResult) -> Value {
