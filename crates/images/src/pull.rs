@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 
 /// A place to fetch a registry's content from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Endpoint {
     /// `host[:port]` to connect to.
     pub host: String,
@@ -38,6 +38,20 @@ pub(crate) struct Endpoint {
 pub(crate) struct Registries {
     mirrors: Vec<(String, Endpoint)>,
     insecure: Vec<String>,
+    anonymous: AnonymousClients,
+}
+
+/// One client per endpoint for anonymous pulls, kept between pulls: making one builds a TLS
+/// configuration (a good part of an `Always` pull's check of an image already present), and a
+/// kept one reuses its connections. Pulls with credentials get a client of their own, so no
+/// token one of them obtained serves another.
+#[derive(Default)]
+struct AnonymousClients(std::sync::Mutex<std::collections::HashMap<Endpoint, oci_client::Client>>);
+
+impl std::fmt::Debug for AnonymousClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnonymousClients")
+    }
 }
 
 impl Registries {
@@ -81,7 +95,20 @@ impl Registries {
         Ok(Registries {
             mirrors,
             insecure: config.insecure.clone(),
+            anonymous: AnonymousClients::default(),
         })
+    }
+
+    /// The client to reach `endpoint` with, for a pull with or without credentials.
+    pub(crate) fn client(&self, endpoint: &Endpoint, anonymous: bool) -> oci_client::Client {
+        if !anonymous {
+            return endpoint.client();
+        }
+        let mut clients = self.anonymous.0.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .entry(endpoint.clone())
+            .or_insert_with(|| endpoint.client())
+            .clone()
     }
 
     /// The hosts to try for a registry, in order.
@@ -237,7 +264,10 @@ impl ImageStore {
         let mut first_err = None;
         let mut found = None;
         for endpoint in self.inner.registries.endpoints(&r.domain, default_endpoint) {
-            let client = endpoint.client();
+            let client = self
+                .inner
+                .registries
+                .client(&endpoint, matches!(auth, OciAuth::Anonymous));
             let reference = endpoint.reference(&r);
             match client.pull_manifest_raw(&reference, &auth, ACCEPTED).await {
                 Ok((bytes, digest)) => {
