@@ -9,6 +9,7 @@
 //! durations; [`fake`] an in-memory runtime and image service for tests. [`server`] is the
 //! streaming server (logs, exec, attach, port-forward) the agent starts.
 
+pub mod atomic_writer;
 pub mod backoff;
 pub mod env;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod fake;
 pub mod format;
 pub mod manager;
 pub mod node;
+pub mod payload;
 pub mod plan;
 pub mod server;
 pub mod status;

@@ -1,20 +1,45 @@
-//! The tutorial's volumes, laid out as kubelet lays them (`pods/<uid>/volumes/<plugin>/<vol>`):
+//! A Pod's volumes, laid out as kubelet lays them (`pods/<uid>/volumes/<plugin>/<vol>`):
 //! `emptyDir` is a directory under the Pod's dir, made once when the Pod starts (a `ready`
 //! marker records that, so container restarts and agent restarts keep its content) and
-//! removed with the Pod; `hostPath` is checked or created per its type and bind-mounted as is.
-//! [`make_mounts`] turns a container's volumeMounts into the runtime's bind mounts, plus the
-//! termination-message file.
+//! removed with the Pod; `hostPath` is checked or created per its type and bind-mounted as is;
+//! configMap, secret, downwardAPI and projected volumes are written by the [`atomic_writer`]
+//! on every sync (secret and projected on a tmpfs of their own, so their bytes never reach the
+//! node's disk) and always mounted read-only. [`make_mounts`] turns a container's volumeMounts
+//! into the runtime's bind mounts, plus the termination-message file.
 //!
 //! Other volume kinds are not set up here yet: their mounts are left out with a warning.
+//!
+//! [`atomic_writer`]: crate::atomic_writer
 
+use crate::atomic_writer;
+use crate::env::EnvContext;
+use crate::payload::{self, Sources};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use nix::mount::{MntFlags, MsFlags};
 use runtime::{Mount, Propagation};
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// kubelet's escaped plugin directory name for emptyDir.
 pub const EMPTY_DIR_PLUGIN: &str = "kubernetes.io~empty-dir";
+
+/// The plugin directory of a volume kind that has one (hostPath has none).
+fn plugin_of(v: &Volume) -> Option<&'static str> {
+    Some(if v.empty_dir.is_some() {
+        EMPTY_DIR_PLUGIN
+    } else if v.config_map.is_some() {
+        "kubernetes.io~configmap"
+    } else if v.secret.is_some() {
+        "kubernetes.io~secret"
+    } else if v.downward_api.is_some() {
+        "kubernetes.io~downward-api"
+    } else if v.projected.is_some() {
+        "kubernetes.io~projected"
+    } else {
+        return None;
+    })
+}
 
 /// `<root>/pods/<uid>`.
 pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
@@ -23,10 +48,12 @@ pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
 
 /// `<root>/pods/<uid>/volumes/kubernetes.io~empty-dir/<vol>`.
 pub fn empty_dir_path(root: &Path, uid: &str, volume: &str) -> PathBuf {
-    pod_dir(root, uid)
-        .join("volumes")
-        .join(EMPTY_DIR_PLUGIN)
-        .join(volume)
+    volume_path(root, uid, EMPTY_DIR_PLUGIN, volume)
+}
+
+/// `<root>/pods/<uid>/volumes/<plugin>/<vol>`.
+fn volume_path(root: &Path, uid: &str, plugin: &str, volume: &str) -> PathBuf {
+    pod_dir(root, uid).join("volumes").join(plugin).join(volume)
 }
 
 /// The termination-message file of one container instance
@@ -51,30 +78,120 @@ fn uid_of(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
 }
 
-/// Makes every volume of the Pod ready (idempotent). The first failure is returned; kubelet
-/// shows it as `MountVolume.SetUp failed for volume "<vol>" : <message>`.
-pub fn setup(root: &Path, pod: &Pod) -> Result<(), SetupError> {
+/// Makes every volume of the Pod ready, and rewrites the atomic-writer ones whose content
+/// changed (idempotent). `sources` holds the ConfigMaps and Secrets that
+/// [`payload::references`] names. The first failure is returned; kubelet shows it as
+/// `MountVolume.SetUp failed for volume "<vol>" : <message>`.
+pub fn setup(
+    root: &Path,
+    pod: &Pod,
+    sources: &Sources,
+    ctx: &EnvContext,
+) -> Result<(), SetupError> {
     let uid = uid_of(pod);
-    let volumes = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_deref())
-        .unwrap_or(&[]);
+    let spec = pod.spec.as_ref();
+    let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
+    let fs_group = spec
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group)
+        .and_then(|g| u32::try_from(g).ok());
     for v in volumes {
         let fail = |message: String| SetupError {
             volume: v.name.clone(),
             message,
         };
         if v.empty_dir.is_some() {
-            setup_empty_dir(root, uid, &v.name).map_err(fail)?;
+            setup_empty_dir(root, uid, &v.name, fs_group).map_err(fail)?;
         } else if let Some(h) = &v.host_path {
             setup_host_path(&h.path, h.type_.as_deref().unwrap_or("")).map_err(fail)?;
+        } else if let Some(files) = payload::of_volume(pod, v, sources, ctx) {
+            let files = files.map_err(fail)?;
+            let plugin = plugin_of(v).unwrap_or_default();
+            let dir = volume_path(root, uid, plugin, &v.name);
+            let in_memory = v.secret.is_some() || v.projected.is_some();
+            prepare_wrapper(&dir, in_memory, fs_group).map_err(fail)?;
+            let set_perms = |data: &Path| match fs_group {
+                Some(gid) => apply_fs_group(data, gid, true),
+                None => Ok(()),
+            };
+            atomic_writer::write(&dir, &files, &set_perms).map_err(fail)?;
         }
     }
     Ok(())
 }
 
-fn setup_empty_dir(root: &Path, uid: &str, name: &str) -> Result<(), String> {
+/// The directory an atomic-writer volume lives in: an emptyDir of its own, on disk (0777) or
+/// on a tmpfs (1777).
+fn prepare_wrapper(dir: &Path, in_memory: bool, fs_group: Option<u32>) -> Result<(), String> {
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    }
+    if in_memory && !is_mount_point(dir) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=1777"),
+        )
+        .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
+    }
+    if let Some(gid) = fs_group {
+        apply_fs_group_to(dir, gid, false).map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    let (Ok(me), Some(Ok(parent))) = (
+        fs::symlink_metadata(path),
+        path.parent().map(fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    me.dev() != parent.dev()
+}
+
+/// kubelet's fsGroup walk (volume_linux.go): every entry under `dir` gets group `gid` and the
+/// group bits of its kind (0660, or 0440 for read-only volumes); directories also get setgid
+/// and 0110. Bits are only added; symlinks are left as they are.
+fn apply_fs_group(dir: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    apply_fs_group_to(dir, gid, read_only)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            apply_fs_group(&entry.path(), gid, read_only)?;
+        } else if !kind.is_symlink() {
+            apply_fs_group_to(&entry.path(), gid, read_only)?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_fs_group_to(path: &Path, gid: u32, read_only: bool) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, None, Some(gid))?;
+    let meta = fs::symlink_metadata(path)?;
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() {
+        mask |= 0o2000 | 0o110;
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode | mask != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | mask))?;
+    }
+    Ok(())
+}
+
+fn setup_empty_dir(
+    root: &Path,
+    uid: &str,
+    name: &str,
+    fs_group: Option<u32>,
+) -> Result<(), String> {
     let marker_dir = pod_dir(root, uid)
         .join("plugins")
         .join(EMPTY_DIR_PLUGIN)
@@ -88,6 +205,9 @@ fn setup_empty_dir(root: &Path, uid: &str, name: &str) -> Result<(), String> {
     // MkdirAll is subject to the umask; emptyDir is 0777 whatever it is.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
         .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    if let Some(gid) = fs_group {
+        apply_fs_group(&dir, gid, false).map_err(|e| format!("chown {}: {e}", dir.display()))?;
+    }
     fs::create_dir_all(&marker_dir).map_err(|e| format!("mkdir {}: {e}", marker_dir.display()))?;
     fs::write(&marker, b"").map_err(|e| format!("write {}: {e}", marker.display()))?;
     Ok(())
@@ -155,19 +275,50 @@ fn setup_host_path(path: &str, type_: &str) -> Result<(), String> {
 
 /// Removes everything the node holds for the Pod (its volumes and termination files).
 pub fn teardown(root: &Path, uid: &str) -> std::io::Result<()> {
+    unmount_volumes(root, uid)?;
     match fs::remove_dir_all(pod_dir(root, uid)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// Removes the Pod's emptyDir volumes only (a finished Pod whose object stays).
+/// Removes the Pod's volumes only (a finished Pod whose object stays).
 pub fn teardown_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
+    unmount_volumes(root, uid)?;
     for sub in ["volumes", "plugins"] {
         match fs::remove_dir_all(pod_dir(root, uid).join(sub)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Unmounts the Pod's volumes that are mounts of their own (the tmpfs ones), so removing the
+/// Pod's directory removes no more than it should and leaves no mount behind.
+fn unmount_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
+    let volumes = pod_dir(root, uid).join("volumes");
+    let Ok(plugins) = fs::read_dir(&volumes) else {
+        return Ok(());
+    };
+    for plugin in plugins {
+        for volume in fs::read_dir(plugin?.path())? {
+            let path = volume?.path();
+            if is_mount_point(&path) {
+                nix::mount::umount2(&path, MntFlags::MNT_DETACH).map_err(std::io::Error::from)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts the volumes of every Pod under `root` (`tatami down`: nothing runs any more).
+pub fn unmount_all(root: &Path) -> std::io::Result<()> {
+    let Ok(pods) = fs::read_dir(root.join("pods")) else {
+        return Ok(());
+    };
+    for pod in pods {
+        unmount_volumes(root, &pod?.file_name().to_string_lossy())?;
     }
     Ok(())
 }
@@ -198,10 +349,12 @@ pub fn make_mounts(
                 m.name, container.name
             ));
         };
-        let (base, plugin_read_only) = if v.empty_dir.is_some() {
-            (empty_dir_path(root, uid, &v.name), false)
-        } else if let Some(h) = &v.host_path {
+        // configMap, secret, downwardAPI and projected volumes are always read-only.
+        let (base, plugin_read_only) = if let Some(h) = &v.host_path {
             (PathBuf::from(&h.path), false)
+        } else if let Some(plugin) = plugin_of(v) {
+            let dir = volume_path(root, uid, plugin, &v.name);
+            (dir, plugin != EMPTY_DIR_PLUGIN)
         } else {
             tracing::warn!(volume = %v.name, pod = ?pod.metadata.name, "volume kind not supported yet; not mounted");
             continue;
@@ -310,16 +463,26 @@ mod tests {
                 "volumes": [
                     {"name": "cache", "emptyDir": {}},
                     {"name": "data", "hostPath": {"path": dir.join("host/data").to_str().unwrap(), "type": "DirectoryOrCreate"}},
-                    {"name": "token", "projected": {"sources": []}},
+                    {"name": "cfg", "configMap": {"name": "cfg"}},
+                    {"name": "share", "nfs": {"server": "nfs.example", "path": "/"}},
                 ],
                 "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
                     {"name": "cache", "mountPath": "/cache"},
                     {"name": "data", "mountPath": "/data", "readOnly": true, "subPath": "sub"},
-                    {"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                    {"name": "cfg", "mountPath": "/etc/cfg"},
+                    {"name": "share", "mountPath": "/share"},
                 ]}]
             }
         }))
         .unwrap()
+    }
+
+    fn sources() -> Sources {
+        let cm = serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"k": "v"}}));
+        Sources {
+            config_maps: [("cfg".to_string(), Some(cm.unwrap()))].into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -327,28 +490,35 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("node");
         let p = pod(tmp.path());
-        setup(&root, &p).unwrap();
+        let ctx = EnvContext::default();
+        setup(&root, &p, &sources(), &ctx).unwrap();
         let dir = empty_dir_path(&root, "u1", "cache");
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o777
         );
         fs::write(dir.join("f"), "x").unwrap();
-        setup(&root, &p).unwrap();
+        setup(&root, &p, &sources(), &ctx).unwrap();
         assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "x");
         assert!(tmp.path().join("host/data").is_dir());
 
         let mounts = make_mounts(&root, &p, &p.spec.as_ref().unwrap().containers[0], 2).unwrap();
-        assert_eq!(mounts.len(), 3, "{mounts:?}");
+        assert_eq!(mounts.len(), 4, "{mounts:?}");
         assert_eq!(mounts[0].host_path, dir);
         assert_eq!(mounts[1].host_path, tmp.path().join("host/data/sub"));
         assert!(mounts[1].read_only);
-        assert_eq!(mounts[2].container_path, "/dev/termination-log");
+        // A configMap volume: read-only even without `readOnly`, its keys through `..data`.
+        assert!(mounts[2].read_only);
         assert_eq!(
-            mounts[2].host_path,
+            fs::read_to_string(mounts[2].host_path.join("k")).unwrap(),
+            "v"
+        );
+        assert_eq!(mounts[3].container_path, "/dev/termination-log");
+        assert_eq!(
+            mounts[3].host_path,
             termination_log_path(&root, "u1", "c", 2)
         );
-        fs::write(&mounts[2].host_path, "bye").unwrap();
+        fs::write(&mounts[3].host_path, "bye").unwrap();
         assert_eq!(
             read_termination_message(&root, "u1", "c", 2).as_deref(),
             Some("bye")

@@ -13,6 +13,7 @@ use crate::backoff::Backoff;
 use crate::env::{self, EnvContext};
 use crate::events::{EventType, Recorder};
 use crate::format;
+use crate::payload::{self, Sources};
 use crate::plan::{self, ActualPod, PodActions, Start};
 use crate::status::{self, ImageRef, StatusInput, Waiting};
 use crate::volumes;
@@ -381,9 +382,17 @@ impl PodWorker {
 
     /// One level-triggered pass for a live Pod; returns when to look again.
     async fn sync(&mut self, pod: &Pod) -> Duration {
+        tracing::debug!(uid = %self.uid, "sync");
         let mut next = self.shared.resync;
         let recorder = self.shared.recorder.clone();
-        if let Err(e) = volumes::setup(&self.shared.root, pod) {
+        let set_up = match self.volume_sources(pod).await {
+            Ok(sources) => {
+                let ctx = self.env_context(None);
+                volumes::setup(&self.shared.root, pod, &sources, &ctx)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set_up {
             recorder.record(
                 pod,
                 None,
@@ -415,7 +424,10 @@ impl PodWorker {
         }
         if actions.create_sandbox {
             let config = self.sandbox_config(pod, None);
-            if let Err(e) = self.shared.runtime.run_sandbox(&config).await {
+            let began = Instant::now();
+            let made = self.shared.runtime.run_sandbox(&config).await;
+            tracing::debug!(uid = %self.uid, took = ?began.elapsed(), "sandbox made");
+            if let Err(e) = made {
                 recorder.record(
                     pod,
                     None,
@@ -517,6 +529,7 @@ impl PodWorker {
             self.crash.next(&key, finished, now);
         }
 
+        let began = Instant::now();
         let image = match self.ensure_image(pod, &container, fp.clone()).await {
             Ok(image) => image,
             Err((waiting, retry)) => {
@@ -524,6 +537,7 @@ impl PodWorker {
                 return Outcome::Waiting(retry);
             }
         };
+        tracing::debug!(uid = %self.uid, container = %name, took = ?began.elapsed(), "image ready");
 
         let id = if let Some(id) = &start.created {
             id.clone()
@@ -571,6 +585,7 @@ impl PodWorker {
                 }
             }
         };
+        tracing::debug!(uid = %self.uid, container = %name, took = ?began.elapsed(), "image checked and container created");
         if start.created.is_none() {
             recorder.record(
                 pod,
@@ -581,7 +596,10 @@ impl PodWorker {
             );
         }
         self.waiting.remove(&name);
-        if let Err(e) = self.shared.runtime.start_container(&id).await {
+        let began = Instant::now();
+        let started = self.shared.runtime.start_container(&id).await;
+        tracing::debug!(uid = %self.uid, container = %name, took = ?began.elapsed(), "container started");
+        if let Err(e) = started {
             // The runtime records the instance as exited (StartError); the next pass restarts
             // it with back-off like any failed container.
             recorder.record(pod, fp, EventType::Warning, "Failed", format!("Error: {e}"));
@@ -597,6 +615,56 @@ impl PodWorker {
         Outcome::Started
     }
 
+    /// What the downward API reads besides the Pod, without ConfigMaps or Secrets.
+    fn env_context(&self, pod_ip: Option<&str>) -> EnvContext {
+        EnvContext {
+            host_ip: self.shared.host_ip.clone(),
+            pod_ip: pod_ip.unwrap_or("").to_string(),
+            allocatable_cpu: self.shared.allocatable_cpu.clone(),
+            allocatable_memory: self.shared.allocatable_memory.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The ConfigMaps and Secrets the Pod's volumes read.
+    async fn volume_sources(&self, pod: &Pod) -> Result<Sources, volumes::SetupError> {
+        let (cms, secrets) = payload::references(pod);
+        self.read_sources(pod, cms, secrets)
+            .await
+            .map_err(|message| volumes::SetupError {
+                volume: String::new(),
+                message,
+            })
+    }
+
+    /// ConfigMaps and Secrets of the Pod's namespace by name (`None`: not found).
+    async fn read_sources(
+        &self,
+        pod: &Pod,
+        config_maps: Vec<String>,
+        secrets: Vec<String>,
+    ) -> Result<Sources, String> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let mut read = Sources::default();
+        let cm_api: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
+        for name in config_maps {
+            let got = cm_api
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("cannot read configmap {name:?}: {e}"))?;
+            read.config_maps.insert(name, got);
+        }
+        let secret_api: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
+        for name in secrets {
+            let got = secret_api
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("cannot read secret {name:?}: {e}"))?;
+            read.secrets.insert(name, got);
+        }
+        Ok(read)
+    }
+
     async fn container_config(
         &self,
         pod: &Pod,
@@ -605,31 +673,13 @@ impl PodWorker {
         image: &runtime::Image,
         pod_ip: Option<&str>,
     ) -> Result<ContainerConfig, String> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let (cms, secrets) = env::references(container);
-        let mut ctx = EnvContext {
-            host_ip: self.shared.host_ip.clone(),
-            pod_ip: pod_ip.unwrap_or("").to_string(),
-            allocatable_cpu: self.shared.allocatable_cpu.clone(),
-            allocatable_memory: self.shared.allocatable_memory.clone(),
-            ..Default::default()
+        let read = self.read_sources(pod, cms, secrets).await?;
+        let ctx = EnvContext {
+            config_maps: read.config_maps,
+            secrets: read.secrets,
+            ..self.env_context(pod_ip)
         };
-        let cm_api: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &ns);
-        for name in cms {
-            let got = cm_api
-                .get_opt(&name)
-                .await
-                .map_err(|e| format!("cannot read configmap {name:?}: {e}"))?;
-            ctx.config_maps.insert(name, got);
-        }
-        let secret_api: Api<Secret> = Api::namespaced(self.shared.client.clone(), &ns);
-        for name in secrets {
-            let got = secret_api
-                .get_opt(&name)
-                .await
-                .map_err(|e| format!("cannot read secret {name:?}: {e}"))?;
-            ctx.secrets.insert(name, got);
-        }
         let env = env::resolve(pod, container, &ctx)?;
         let (command, args) = env::expand_command(container, &env);
         let mounts = volumes::make_mounts(&self.shared.root, pod, container, start.attempt)?;

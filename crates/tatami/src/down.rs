@@ -39,7 +39,9 @@ fn stop_containers(dir: &DataDir) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(runtime.shutdown_all())
-        .context("cannot stop the containers")
+        .context("cannot stop the containers")?;
+    // The in-memory volumes go with the containers; the next `up` writes them again.
+    node::volumes::unmount_all(&dir.node()).context("cannot unmount the Pods' volumes")
 }
 
 fn stop(dir: &DataDir) -> anyhow::Result<()> {
