@@ -235,6 +235,7 @@ struct Scheduler {
 impl Scheduler {
     /// One pass: tries every Pod that waits for a node.
     async fn pass(&mut self) -> Result<(), Error> {
+        let began = Instant::now();
         let pods: Api<Pod> = Api::all(self.client.clone());
         let nodes: Api<Node> = Api::all(self.client.clone());
         let all = pods
@@ -270,6 +271,7 @@ impl Scheduler {
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
         self.reported.retain(|uid, _| live.contains(uid));
+        tracing::debug!(pods = all.items.len(), pending = live.len(), took = ?began.elapsed(), "scheduling pass listed");
         for pod in pending {
             self.schedule(pod, &node_list, &mut per_node).await;
         }
@@ -298,6 +300,7 @@ impl Scheduler {
                     .await
                 {
                     Ok(_) => {
+                        tracing::debug!(pod = %name, %node, "bound");
                         *per_node.entry(node.clone()).or_default() += 1;
                         self.reported.remove(&uid);
                         event(
