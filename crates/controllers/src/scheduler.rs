@@ -238,13 +238,36 @@ impl Scheduler {
         let began = Instant::now();
         let pods: Api<Pod> = Api::all(self.client.clone());
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let all = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| Error::Api {
-                context: "list pods".into(),
-                source,
-            })?;
+        let list = |context: &str, fields: String| {
+            let pods = pods.clone();
+            let context = context.to_string();
+            async move {
+                pods.list(&ListParams::default().fields(&fields))
+                    .await
+                    .map_err(|source| Error::Api { context, source })
+            }
+        };
+        // Only the Pods that wait: the API server filters, so a cluster of many placed Pods
+        // costs a pass little.
+        let waiting = list(
+            "list pods without a node",
+            format!("spec.nodeName=,spec.schedulerName={SCHEDULER_NAME}"),
+        )
+        .await?;
+        let mut pending: Vec<&Pod> = waiting
+            .items
+            .iter()
+            .filter(|p| wants_scheduling(p))
+            .collect();
+        let live: std::collections::HashSet<String> = pending
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        self.reported.retain(|uid, _| live.contains(uid));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let placed = list("list pods on nodes", "spec.nodeName!=".to_string()).await?;
         let node_list = nodes
             .list(&ListParams::default())
             .await
@@ -254,7 +277,7 @@ impl Scheduler {
             })?
             .items;
         let mut per_node: HashMap<String, usize> = HashMap::new();
-        for p in &all.items {
+        for p in &placed.items {
             if let Some(n) = p
                 .spec
                 .as_ref()
@@ -264,14 +287,8 @@ impl Scheduler {
                 *per_node.entry(n).or_default() += 1;
             }
         }
-        let mut pending: Vec<&Pod> = all.items.iter().filter(|p| wants_scheduling(p)).collect();
         pending.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-        let live: std::collections::HashSet<String> = pending
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
-        self.reported.retain(|uid, _| live.contains(uid));
-        tracing::debug!(pods = all.items.len(), pending = live.len(), took = ?began.elapsed(), "scheduling pass listed");
+        tracing::debug!(placed = placed.items.len(), pending = pending.len(), took = ?began.elapsed(), "scheduling pass listed");
         for pod in pending {
             self.schedule(pod, &node_list, &mut per_node).await;
         }
