@@ -960,15 +960,13 @@ async fn a_list_longer_than_a_store_page_comes_whole_and_in_order() {
         .filter_map(|cm| cm.metadata.name.clone())
         .collect();
     assert_eq!(names, ["cm-0000", "cm-0300", "cm-0600", "cm-0900"]);
-    // kubectl reads in chunks of 500 with limit and continue.
-    let run = c.kubectl(&["get", "configmaps", "-n", "big", "-o", "name"]);
-    let out = run.ok();
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with("configmap/cm-"))
-            .count(),
-        total
-    );
+    // kubectl reads in chunks of 500 with limit and continue, or all at once, as a Table.
+    for chunk in ["--chunk-size=500", "--chunk-size=0"] {
+        let run = c.kubectl(&["get", "configmaps", "-n", "big", "--no-headers", chunk]);
+        let out = run.ok();
+        let rows = out.lines().filter(|l| l.starts_with("cm-")).count();
+        assert_eq!(rows, total, "{chunk}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! GET of a collection: a `<Kind>List` (or a Table), filtered by label and field selectors and
 //! paged with `limit` and `continue`.
 
-use super::{Call, TABLE_CONTENT_TYPE, json_response};
+use super::{Call, TABLE_CONTENT_TYPE};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{Found, ListRequest, ListResult, Objects, whole_list};
 use crate::request;
@@ -50,12 +50,10 @@ pub fn list_request(call: &Call) -> ApiResult<ListRequest> {
 pub async fn list(call: &Call) -> ApiResult<Response> {
     let r = call.target.resource;
     let req = list_request(call)?;
-    if request::wants_table(&call.headers) {
-        let page = call.objects().list(r, call.ns(), &req).await?;
-        let t = table::table(r, &page.items, Some(list_meta(&page)), &call.query);
-        return Ok(json_response(StatusCode::OK, &t, TABLE_CONTENT_TYPE));
-    }
     let objects = call.objects().clone();
+    if request::wants_table(&call.headers) {
+        return table_list(call, &objects, &req).await;
+    }
     if req.limit.is_some() {
         // One page: built whole, so its metadata can carry the continue token.
         let mut pages = objects.pages(r, call.ns(), &req)?;
@@ -104,6 +102,41 @@ pub async fn list(call: &Call) -> ApiResult<Response> {
         .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.message)));
     let body = futures::stream::once(async { Ok(first) }).chain(rest);
     Ok(raw_json_response(Body::from_stream(body)))
+}
+
+/// A list as a Table. Each store page's objects are turned into rows and dropped before the
+/// next page is read, so a big list never holds every object parsed at once.
+async fn table_list(call: &Call, objects: &Objects, req: &ListRequest) -> ApiResult<Response> {
+    let r = call.target.resource;
+    let include = call.query.non_empty("includeObject").unwrap_or("Metadata");
+    let now = jiff::Timestamp::now();
+    let mut pages = objects.pages(r, call.ns(), req)?;
+    let mut rows = Vec::new();
+    while let Some(found) = pages.next().await? {
+        for Found { kv, obj } in found {
+            let obj = obj.map_or_else(|| Objects::decode(&kv), Ok)?;
+            if !rows.is_empty() {
+                rows.push(b',');
+            }
+            serde_json::to_writer(&mut rows, &table::row(r, &obj, include, now))
+                .map_err(ApiError::internal)?;
+        }
+    }
+    let head = table::table(r, &[], Some(list_meta(&pages.finish())), &call.query);
+    let mut body = serde_json::to_vec(&head).map_err(ApiError::internal)?;
+    // The head ends in `"rows":[]}` (the last key): the rows go between its brackets.
+    if !body.ends_with(b"\"rows\":[]}") {
+        return Err(ApiError::internal("a Table's rows must come last"));
+    }
+    body.truncate(body.len() - 2);
+    body.extend_from_slice(&rows);
+    body.extend_from_slice(b"]}");
+    let mut resp = raw_json_response(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TABLE_CONTENT_TYPE),
+    );
+    Ok(resp)
 }
 
 /// Closes the items array and the list.
