@@ -267,15 +267,20 @@ impl Scheduler {
         if pending.is_empty() {
             return Ok(());
         }
-        let placed = list("list pods on nodes", "spec.nodeName!=".to_string()).await?;
-        let node_list = nodes
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| Error::Api {
-                context: "list nodes".into(),
-                source,
-            })?
-            .items;
+        let nodes = async {
+            nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|source| Error::Api {
+                    context: "list nodes".into(),
+                    source,
+                })
+        };
+        let (placed, node_list) = futures::try_join!(
+            list("list pods on nodes", "spec.nodeName!=".to_string()),
+            nodes
+        )?;
+        let node_list = node_list.items;
         let mut per_node: HashMap<String, usize> = HashMap::new();
         for p in &placed.items {
             if let Some(n) = p
