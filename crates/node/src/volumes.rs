@@ -72,6 +72,9 @@ pub struct SetupError {
     pub volume: String,
     /// What went wrong (`hostPath type check failed: /x is not a directory`).
     pub message: String,
+    /// An earlier pass set the volume up, and it stays as that pass left it (a ConfigMap that
+    /// lost a key no longer updates the files, but the running containers keep them).
+    pub mounted: bool,
 }
 
 fn uid_of(pod: &Pod) -> &str {
@@ -80,14 +83,10 @@ fn uid_of(pod: &Pod) -> &str {
 
 /// Makes every volume of the Pod ready, and rewrites the atomic-writer ones whose content
 /// changed (idempotent). `sources` holds the ConfigMaps and Secrets that
-/// [`payload::references`] names. The first failure is returned; kubelet shows it as
+/// [`payload::references`] names. Each volume is tried, whatever befell the others; the
+/// failures are returned, which kubelet shows as
 /// `MountVolume.SetUp failed for volume "<vol>" : <message>`.
-pub fn setup(
-    root: &Path,
-    pod: &Pod,
-    sources: &Sources,
-    ctx: &EnvContext,
-) -> Result<(), SetupError> {
+pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec<SetupError> {
     let uid = uid_of(pod);
     let spec = pod.spec.as_ref();
     let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
@@ -95,29 +94,52 @@ pub fn setup(
         .and_then(|s| s.security_context.as_ref())
         .and_then(|c| c.fs_group)
         .and_then(|g| u32::try_from(g).ok());
+    let mut failures = Vec::new();
     for v in volumes {
-        let fail = |message: String| SetupError {
-            volume: v.name.clone(),
-            message,
-        };
-        if v.empty_dir.is_some() {
-            setup_empty_dir(root, uid, &v.name, fs_group).map_err(fail)?;
+        let result = if v.empty_dir.is_some() {
+            setup_empty_dir(root, uid, &v.name, fs_group)
         } else if let Some(h) = &v.host_path {
-            setup_host_path(&h.path, h.type_.as_deref().unwrap_or("")).map_err(fail)?;
+            setup_host_path(&h.path, h.type_.as_deref().unwrap_or(""))
         } else if let Some(files) = payload::of_volume(pod, v, sources, ctx) {
-            let files = files.map_err(fail)?;
             let plugin = plugin_of(v).unwrap_or_default();
             let dir = volume_path(root, uid, plugin, &v.name);
             let in_memory = v.secret.is_some() || v.projected.is_some();
-            prepare_wrapper(&dir, in_memory, fs_group).map_err(fail)?;
             let set_perms = |data: &Path| match fs_group {
                 Some(gid) => apply_fs_group(data, gid, true),
                 None => Ok(()),
             };
-            atomic_writer::write(&dir, &files, &set_perms).map_err(fail)?;
+            files.and_then(|files| {
+                prepare_wrapper(&dir, in_memory, fs_group)?;
+                atomic_writer::write(&dir, &files, &set_perms)
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(message) = result {
+            failures.push(SetupError {
+                volume: v.name.clone(),
+                message,
+                mounted: is_set_up(root, uid, v),
+            });
         }
     }
-    Ok(())
+    failures
+}
+
+/// Whether an earlier pass set the volume up.
+fn is_set_up(root: &Path, uid: &str, v: &Volume) -> bool {
+    match plugin_of(v) {
+        Some(EMPTY_DIR_PLUGIN) => pod_dir(root, uid)
+            .join("plugins")
+            .join(EMPTY_DIR_PLUGIN)
+            .join(&v.name)
+            .join("ready")
+            .exists(),
+        Some(plugin) => {
+            fs::symlink_metadata(volume_path(root, uid, plugin, &v.name).join("..data")).is_ok()
+        }
+        None => false,
+    }
 }
 
 /// The directory an atomic-writer volume lives in: an emptyDir of its own, on disk (0777) or
@@ -491,14 +513,14 @@ mod tests {
         let root = tmp.path().join("node");
         let p = pod(tmp.path());
         let ctx = EnvContext::default();
-        setup(&root, &p, &sources(), &ctx).unwrap();
+        assert_eq!(setup(&root, &p, &sources(), &ctx), []);
         let dir = empty_dir_path(&root, "u1", "cache");
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o777
         );
         fs::write(dir.join("f"), "x").unwrap();
-        setup(&root, &p, &sources(), &ctx).unwrap();
+        assert_eq!(setup(&root, &p, &sources(), &ctx), []);
         assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "x");
         assert!(tmp.path().join("host/data").is_dir());
 

@@ -385,14 +385,14 @@ impl PodWorker {
         tracing::debug!(uid = %self.uid, "sync");
         let mut next = self.shared.resync;
         let recorder = self.shared.recorder.clone();
-        let set_up = match self.volume_sources(pod).await {
+        let failures = match self.volume_sources(pod).await {
             Ok(sources) => {
                 let ctx = self.env_context(None);
                 volumes::setup(&self.shared.root, pod, &sources, &ctx)
             }
-            Err(e) => Err(e),
+            Err(e) => vec![e],
         };
-        if let Err(e) = set_up {
+        for e in &failures {
             recorder.record(
                 pod,
                 None,
@@ -403,10 +403,17 @@ impl PodWorker {
                     e.volume, e.message
                 ),
             );
+        }
+        if !failures.is_empty() {
+            next = Duration::from_secs(2);
+        }
+        // No container starts before every volume is set up; one that was set up before and
+        // failed to update keeps serving the running containers.
+        if failures.iter().any(|e| !e.mounted) {
             if let Some(actual) = self.actual().await {
                 self.write_status(pod, &actual).await;
             }
-            return Duration::from_secs(2);
+            return next;
         }
         let Some(mut actual) = self.actual().await else {
             return Duration::from_secs(1);
@@ -634,6 +641,7 @@ impl PodWorker {
             .map_err(|message| volumes::SetupError {
                 volume: String::new(),
                 message,
+                mounted: false,
             })
     }
 

@@ -1,0 +1,314 @@
+//! The atomic-writer volumes (configMap, secret, downwardAPI, projected) in real containers,
+//! seen as a user sees them through `kubectl exec`: the `..data` layout, file contents and
+//! modes, tmpfs for secrets and projected volumes, read-only mounts, updates reaching a running
+//! Pod, kubelet's FailedMount text for a missing ConfigMap, and no mount left after the Pod is
+//! gone. Needs root and runc (CI has both).
+
+mod common;
+
+use common::{Cluster, can_run_containers, eventually};
+
+fn started() -> Option<Cluster> {
+    if !can_run_containers("volume tests") {
+        return None;
+    }
+    let mut c = Cluster::prepare();
+    c.import_busybox_as_alpine();
+    c.up();
+    Some(c)
+}
+
+fn apply(c: &Cluster, name: &str, yaml: &str) {
+    let f = c.file(&format!("{name}.yaml"), yaml);
+    c.kubectl(&["apply", "-f", f.to_str().unwrap()]).ok();
+}
+
+/// `sh -c script` in the Pod's container; (stdout, stderr).
+fn sh(c: &Cluster, pod: &str, script: &str) -> (String, String) {
+    let run = c.kubectl(&["exec", pod, "--", "sh", "-c", script]);
+    (run.stdout, run.stderr)
+}
+
+fn running(c: &Cluster, pod: &str) -> bool {
+    eventually(60, || {
+        c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])
+            .stdout
+            == "Running"
+    })
+}
+
+/// Mounts under the cluster's data dir, from the host's mount table.
+fn mounts_under(c: &Cluster) -> Vec<String> {
+    let data = c.data().canonicalize().unwrap();
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|p| p.starts_with(data.to_str().unwrap()) && p.contains("/volumes/"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+const OBJECTS: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  greeting: hello
+  nested: inside
+binaryData:
+  bin: 3sr+utD+/w==
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: sec
+stringData:
+  password: hunter2
+"#;
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+  labels:
+    app: demo
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: picked, mountPath: /etc/picked}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: pod, mountPath: /etc/pod}
+    - {name: all, mountPath: /all}
+  volumes:
+  - name: cfg
+    configMap: {name: cfg}
+  - name: picked
+    configMap:
+      name: cfg
+      defaultMode: 0400
+      items:
+      - {key: nested, path: dir/sub/nested.txt}
+      - {key: greeting, path: greeting, mode: 0600}
+  - name: sec
+    secret: {secretName: sec, defaultMode: 0440}
+  - name: pod
+    downwardAPI:
+      items:
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+  - name: all
+    projected:
+      sources:
+      - downwardAPI:
+          items: [{path: podname, fieldRef: {fieldPath: metadata.name}}]
+      - secret:
+          name: sec
+          items: [{key: password, path: secret-data}]
+      - configMap:
+          name: cfg
+          items: [{key: greeting, path: configmap-data}]
+"#;
+
+#[test]
+fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
+    let Some(c) = started() else { return };
+    apply(&c, "objects", OBJECTS);
+    apply(&c, "pod", POD);
+    assert!(
+        running(&c, "vols"),
+        "{}",
+        c.kubectl(&["describe", "pod", "vols"]).stdout
+    );
+
+    // configMap: every key a link through ..data to a timestamped directory.
+    let (out, _) = sh(
+        &c,
+        "vols",
+        "cat /etc/cfg/greeting; echo; readlink /etc/cfg/greeting; readlink /etc/cfg/..data; ls /etc/cfg",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "hello");
+    assert_eq!(lines[1], "..data/greeting");
+    assert!(
+        lines[2].starts_with("..20") && lines[2].contains('.'),
+        "{out}"
+    );
+    assert_eq!(&lines[3..], ["bin", "greeting", "nested"]);
+    let (out, _) = sh(&c, "vols", "hexdump -C /etc/cfg/bin | head -1");
+    assert!(out.contains("de ca fe ba d0 fe ff"), "{out}");
+    let (out, _) = sh(
+        &c,
+        "vols",
+        "stat -c %a /etc/cfg; stat -L -c %a /etc/cfg/greeting /etc/picked/dir/sub/nested.txt /etc/picked/greeting",
+    );
+    assert_eq!(out, "777\n644\n400\n600\n");
+    let (_, err) = sh(&c, "vols", "touch /etc/cfg/new");
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    // secret: decoded, its mode, on a tmpfs of its own, read-only.
+    let (out, _) = sh(
+        &c,
+        "vols",
+        "cat /etc/sec/password; echo; stat -c %a /etc/sec; stat -L -c %a /etc/sec/password; grep ' /etc/sec ' /proc/mounts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["hunter2", "1777", "440"], "{out}");
+    assert!(lines[3].starts_with("tmpfs /etc/sec tmpfs ro"), "{out}");
+    let (out, _) = sh(&c, "vols", "grep ' /etc/cfg ' /proc/mounts");
+    assert!(
+        !out.starts_with("tmpfs"),
+        "a configMap lives on disk: {out}"
+    );
+
+    // downwardAPI and projected.
+    let (out, _) = sh(&c, "vols", "cat /etc/pod/name; echo; cat /etc/pod/labels");
+    assert_eq!(out, "vols\napp=\"demo\"");
+    let (out, _) = sh(
+        &c,
+        "vols",
+        "cat /all/podname /all/secret-data /all/configmap-data; echo; grep ' /all ' /proc/mounts",
+    );
+    assert!(
+        out.starts_with("volshunter2hello\ntmpfs /all tmpfs ro"),
+        "{out}"
+    );
+
+    // A ConfigMap change reaches the running Pod all at once; a label change within seconds.
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "cfg",
+        "-p",
+        r#"{"data":{"greeting":"bonjour","nested":null}}"#,
+    ])
+    .ok();
+    assert!(
+        eventually(40, || sh(&c, "vols", "cat /etc/cfg/greeting; ls /etc/cfg")
+            .0
+            == "bonjourbin\ngreeting\n"),
+        "{:?}",
+        sh(&c, "vols", "ls -la /etc/cfg/")
+    );
+    c.kubectl(&["label", "pod", "vols", "tier=web"]).ok();
+    assert!(
+        eventually(10, || sh(&c, "vols", "cat /etc/pod/labels").0
+            == "app=\"demo\"\ntier=\"web\""),
+        "{:?} {}",
+        sh(&c, "vols", "cat /etc/pod/labels"),
+        c.log()
+    );
+
+    assert_eq!(mounts_under(&c).len(), 2, "{:?}", mounts_under(&c));
+    // Grace 0: the object goes at once, the node tears down right after.
+    c.kubectl(&["delete", "pod", "vols"]).ok();
+    assert!(
+        eventually(20, || mounts_under(&c).is_empty()),
+        "{:?}",
+        mounts_under(&c)
+    );
+}
+
+#[test]
+fn a_missing_config_map_holds_the_pod_with_kubelets_failed_mount() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "pod",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: waits
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes:
+  - name: cfg
+    configMap: {name: nope}
+"#,
+    );
+    let expected = r#"MountVolume.SetUp failed for volume "cfg" : configmap "nope" not found"#;
+    assert!(
+        eventually(30, || c
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=FailedMount",
+                "-o",
+                "jsonpath={.items[*].message}"
+            ])
+            .stdout
+            .contains(expected)),
+        "{}",
+        c.kubectl(&["get", "events"]).stdout
+    );
+    let get = c.kubectl(&["get", "pod", "waits", "--no-headers"]);
+    assert!(get.stdout.contains("ContainerCreating"), "{}", get.stdout);
+
+    // Once it exists, the next sync mounts it and the Pod runs.
+    c.kubectl(&["create", "configmap", "nope", "--from-literal=k=v"])
+        .ok();
+    assert!(
+        running(&c, "waits"),
+        "{}",
+        c.kubectl(&["describe", "pod", "waits"]).stdout
+    );
+    assert_eq!(sh(&c, "waits", "cat /etc/cfg/k").0, "v");
+}
+
+#[test]
+fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
+    let Some(mut c) = started() else { return };
+    apply(&c, "objects", OBJECTS);
+    let with_scratch = POD
+        .replace(
+            "    - {name: all, mountPath: /all}\n",
+            "    - {name: all, mountPath: /all}\n    - {name: scratch, mountPath: /scratch}\n",
+        )
+        .replace(
+            "  volumes:\n",
+            "  volumes:\n  - name: scratch\n    emptyDir: {}\n",
+        );
+    apply(&c, "pod", &with_scratch);
+    assert!(
+        running(&c, "vols"),
+        "{}",
+        c.kubectl(&["describe", "pod", "vols"]).stdout
+    );
+    sh(&c, "vols", "echo kept > /scratch/mark");
+    let check = "cat /scratch/mark /etc/cfg/greeting; echo; cat /etc/sec/password; echo; cat /etc/pod/name; echo; cat /all/configmap-data";
+    let before = sh(&c, "vols", check).0;
+    assert_eq!(before, "kept\nhello\nhunter2\nvols\nhello");
+    let mounts = mounts_under(&c);
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+
+    c.stop("KILL");
+    c.up();
+    // The next syncs find everything in place: the same files, no second tmpfs.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(sh(&c, "vols", check).0, before);
+    assert_eq!(mounts_under(&c), mounts);
+
+    c.kubectl(&["delete", "pod", "vols"]).ok();
+    assert!(
+        eventually(20, || mounts_under(&c).is_empty()
+            && !c.data().join("node/pods").read_dir().unwrap().any(|_| true)),
+        "{:?}",
+        mounts_under(&c)
+    );
+}
