@@ -1,5 +1,5 @@
 //! A Pod's volumes, laid out as kubelet lays them (`pods/<uid>/volumes/<plugin>/<vol>`):
-//! `emptyDir` is a directory under the Pod's dir, made once when the Pod starts (a `ready`
+//! `emptyDir` is a directory under the Pod's dir (a tmpfs for `medium: Memory`), made once when the Pod starts (a `ready`
 //! marker records that, so container restarts and agent restarts keep its content) and
 //! removed with the Pod; `hostPath` is checked or created per its type and bind-mounted as is;
 //! configMap, secret, downwardAPI and projected volumes are written by the [`atomic_writer`]
@@ -14,6 +14,7 @@
 use crate::atomic_writer;
 use crate::env::EnvContext;
 use crate::payload::{self, Sources};
+use api::strategy::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use nix::mount::{MntFlags, MsFlags};
 use runtime::{Mount, Propagation};
@@ -97,7 +98,7 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
     let mut failures = Vec::new();
     for v in volumes {
         let result = if v.empty_dir.is_some() {
-            setup_empty_dir(root, uid, &v.name, fs_group)
+            setup_empty_dir(root, uid, v, fs_group)
         } else if let Some(h) = &v.host_path {
             setup_host_path(&h.path, h.type_.as_deref().unwrap_or(""))
         } else if let Some(files) = payload::of_volume(pod, v, sources, ctx) {
@@ -211,22 +212,55 @@ fn apply_fs_group_to(path: &Path, gid: u32, read_only: bool) -> std::io::Result<
 fn setup_empty_dir(
     root: &Path,
     uid: &str,
-    name: &str,
+    v: &Volume,
     fs_group: Option<u32>,
 ) -> Result<(), String> {
+    let source = v.empty_dir.as_ref();
+    let memory = match source.and_then(|e| e.medium.as_deref()).unwrap_or("") {
+        "" => false,
+        "Memory" => true,
+        m if m.starts_with("HugePages") => {
+            return Err(format!(
+                "storage medium {m:?} is not available on this node: it has no huge pages"
+            ));
+        }
+        m => return Err(format!("unknown storage medium {m:?}")),
+    };
     let marker_dir = pod_dir(root, uid)
         .join("plugins")
         .join(EMPTY_DIR_PLUGIN)
-        .join(name);
+        .join(&v.name);
     let marker = marker_dir.join("ready");
-    let dir = empty_dir_path(root, uid, name);
-    if marker.exists() && dir.is_dir() {
+    let dir = empty_dir_path(root, uid, &v.name);
+    // A tmpfs gone with `tatami down` is mounted afresh (its content went with the containers).
+    if marker.exists() && dir.is_dir() && (!memory || is_mount_point(&dir)) {
         return Ok(());
     }
     fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    // MkdirAll is subject to the umask; emptyDir is 0777 whatever it is.
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
-        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    if memory && !is_mount_point(&dir) {
+        // The root of a tmpfs is 1777; `sizeLimit` is its size.
+        let mut options = "mode=1777".to_string();
+        if let Some(q) = source
+            .and_then(|e| e.size_limit.as_ref())
+            .and_then(|q| Quantity::parse(&q.0))
+            .filter(|q| q.0 > 0)
+        {
+            let bytes = (q.0 + 999_999_999) / 1_000_000_000;
+            options.push_str(&format!(",size={bytes}"));
+        }
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
+    } else if !memory {
+        // MkdirAll is subject to the umask; emptyDir is 0777 whatever it is.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    }
     if let Some(gid) = fs_group {
         apply_fs_group(&dir, gid, false).map_err(|e| format!("chown {}: {e}", dir.display()))?;
     }

@@ -312,3 +312,82 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
         mounts_under(&c)
     );
 }
+
+#[test]
+fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_and_an_unknown_medium_fails() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "pods",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: mem
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: fast, mountPath: /fast}, {name: disk, mountPath: /disk}]
+  volumes:
+  - name: fast
+    emptyDir: {medium: Memory, sizeLimit: 1Mi}
+  - name: disk
+    emptyDir: {}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: odd
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: v, mountPath: /v}]
+  volumes:
+  - name: v
+    emptyDir: {medium: Foo}
+"#,
+    );
+    assert!(
+        running(&c, "mem"),
+        "{}",
+        c.kubectl(&["describe", "pod", "mem"]).stdout
+    );
+    let (out, _) = sh(
+        &c,
+        "mem",
+        "stat -c %a /fast /disk; grep -E ' /(fast|disk) ' /proc/mounts",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["1777", "777"], "{out}");
+    assert!(
+        lines[2].starts_with("tmpfs /fast tmpfs rw") && lines[2].contains("size=1024k"),
+        "{out}"
+    );
+    assert!(!out.contains("tmpfs /disk"), "{out}");
+    let (_, err) = sh(&c, "mem", "dd if=/dev/zero of=/fast/big bs=1k count=2048");
+    assert!(err.contains("No space left on device"), "{err}");
+
+    let expected = r#"MountVolume.SetUp failed for volume "v" : unknown storage medium "Foo""#;
+    assert!(
+        eventually(30, || c
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=odd",
+                "-o",
+                "jsonpath={.items[*].message}"
+            ])
+            .stdout
+            .contains(expected)),
+        "{}",
+        c.kubectl(&["get", "events"]).stdout
+    );
+}
