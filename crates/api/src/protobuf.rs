@@ -96,6 +96,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             ("apps/v1", "Deployment") => deployment,
             ("batch/v1", "Job") => job,
             ("batch/v1", "CronJob") => cron_job,
+            ("authentication.k8s.io/v1", "TokenRequest") => token_request,
             _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
         };
     let message = Message::parse(kind_name(&kind), raw)?;
@@ -120,6 +121,7 @@ fn kind_name(kind: &str) -> &'static str {
         "Deployment" => "Deployment",
         "Job" => "Job",
         "CronJob" => "CronJob",
+        "TokenRequest" => "TokenRequest",
         _ => "object",
     }
 }
@@ -430,6 +432,25 @@ fn secret(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), ProtobufE
     put_string(obj, "type", m, 3)?;
     put_map(obj, "stringData", m, 4)?;
     put_bool(obj, "immutable", m, 5)
+}
+
+/// `authentication/v1.TokenRequest` (`kubectl create token`).
+fn token_request(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), ProtobufError> {
+    let Some(spec) = m.message(2)? else {
+        return Ok(());
+    };
+    let mut out = Map::new();
+    put_strings(&mut out, "audiences", &spec, 1)?;
+    put_int(&mut out, "expirationSeconds", &spec, 4)?;
+    if let Some(bound) = spec.message(3)? {
+        let mut r = Map::new();
+        for (key, field) in [("kind", 1), ("apiVersion", 2), ("name", 3), ("uid", 4)] {
+            put_string(&mut r, key, &bound, field)?;
+        }
+        out.insert("boundObjectRef".into(), Value::Object(r));
+    }
+    obj.insert("spec".into(), Value::Object(out));
+    Ok(())
 }
 
 fn namespace(m: &Message<'_>, obj: &mut Map<String, Value>) -> Result<(), ProtobufError> {

@@ -1,5 +1,6 @@
 //! What kube-apiserver's built-in controllers do for the objects here: the namespaces that
-//! exist from the start, a `default` ServiceAccount in every namespace, and namespace deletion
+//! exist from the start, a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every
+//! namespace, and namespace deletion
 //! (delete everything inside, then the namespace).
 
 use crate::error::ApiResult;
@@ -32,9 +33,39 @@ pub async fn bootstrap(state: &Arc<State>) -> ApiResult<()> {
             }
         }
         ensure_default_service_account(&state.objects, ns).await?;
+        ensure_root_ca(state, ns).await?;
     }
     Ok(())
 }
+
+/// The `kube-root-ca.crt` ConfigMap every namespace has (kube-controller-manager's
+/// root-ca-cert-publisher): the CA that Pods trust the API server by.
+async fn ensure_root_ca(state: &State, ns: &str) -> ApiResult<()> {
+    let Some(issuer) = state.service_accounts.get() else {
+        return Ok(());
+    };
+    let cms = resource("configmaps");
+    if state
+        .objects
+        .try_get(cms, Some(ns), ROOT_CA)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": ROOT_CA, "namespace": ns},
+        "data": {"ca.crt": issuer.ca_cert}});
+    stamp(&mut obj);
+    match state.objects.create(cms, obj).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ConfigMap name of the cluster's CA in every namespace.
+const ROOT_CA: &str = "kube-root-ca.crt";
 
 /// Gives a system-made object the identity fields the create path would.
 fn stamp(obj: &mut Value) {
@@ -65,6 +96,9 @@ pub async fn after_create(state: &Arc<State>, r: &Resource, obj: &Value) {
                 "cannot create the default service account in {name}: {}",
                 e.message
             );
+        }
+        if let Err(e) = ensure_root_ca(state, &name).await {
+            tracing::warn!("cannot publish the root CA in {name}: {}", e.message);
         }
     }
 }

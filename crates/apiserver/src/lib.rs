@@ -18,5 +18,6 @@ pub mod rest;
 pub mod server;
 pub mod table;
 pub mod time;
+pub mod tokens;
 
 pub use server::{State, serve, tls_config};

@@ -31,6 +31,24 @@ pub enum PkiError {
         #[source]
         source: rcgen::Error,
     },
+    /// The service account signing key could not be made.
+    #[error("{0}")]
+    Key(String),
+}
+
+/// The key service account tokens are signed with (`sa.key` in `dir`, PKCS#8), made on first
+/// use; a data dir from before tokens existed gets one too.
+pub fn service_account_key(dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let path = dir.join("sa.key");
+    match fs::read(&path) {
+        Ok(key) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = crate::tokens::Issuer::generate_key().map_err(PkiError::Key)?;
+            write_private(&path, &key)?;
+            Ok(key)
+        }
+        Err(source) => Err(PkiError::Io { path, source }),
+    }
 }
 
 /// The PEM texts of the cluster's certificates and keys.

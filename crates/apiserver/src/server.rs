@@ -43,6 +43,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// The bearer token of the nodes' streaming servers (logs, exec, attach, port-forward).
     pub kubelet_token: std::sync::OnceLock<String>,
+    /// Signs and checks service account tokens; without it no Pod gets a token volume.
+    pub service_accounts: std::sync::OnceLock<crate::tokens::Issuer>,
 }
 
 impl State {
@@ -52,6 +54,7 @@ impl State {
             objects: Objects::new(store),
             ready: AtomicBool::new(false),
             kubelet_token: std::sync::OnceLock::new(),
+            service_accounts: std::sync::OnceLock::new(),
         })
     }
 
@@ -190,21 +193,81 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/openapi/v3/{*gv}", get(openapi_document))
         .merge(rest::proxy::upgrade_routes())
         .fallback(resource_handler)
-        .layer(middleware::from_fn(authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
-/// Refuses requests without a verified client certificate, except the public health and
-/// version endpoints (which Kubernetes' default policy also grants to everyone).
-async fn authenticate(req: Request, next: Next) -> Response {
+/// Refuses requests without a verified client certificate or a valid service account token,
+/// except the public health and version endpoints (which Kubernetes' default policy also grants
+/// to everyone).
+async fn authenticate(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let public = matches!(
         req.uri().path(),
         "/healthz" | "/livez" | "/readyz" | "/version"
     );
-    if !public && req.extensions().get::<User>().is_none() {
-        return ApiError::unauthorized().into_response();
+    if req.extensions().get::<User>().is_none() {
+        let bearer = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        if let Some(token) = bearer {
+            match service_account_user(&state, &token).await {
+                Some(user) => {
+                    req.extensions_mut().insert(user);
+                }
+                None if !public => return ApiError::unauthorized().into_response(),
+                None => {}
+            }
+        } else if !public {
+            return ApiError::unauthorized().into_response();
+        }
     }
     next.run(req).await
+}
+
+/// The user a service account token stands for, if it is valid and its ServiceAccount (and
+/// the Pod it is bound to) still exist with the uids it names.
+async fn service_account_user(state: &State, token: &str) -> Option<User> {
+    let issuer = state.service_accounts.get()?;
+    let claims = issuer.verify(token, jiff::Timestamp::now().as_second())?;
+    let b = &claims.kubernetes;
+    let uid_of = |obj: serde_json::Value| obj["metadata"]["uid"].as_str().map(str::to_string);
+    let sa = state
+        .objects
+        .try_get(
+            resource("serviceaccounts"),
+            Some(&b.namespace),
+            &b.serviceaccount.name,
+        )
+        .await
+        .ok()??;
+    if uid_of(sa)? != b.serviceaccount.uid {
+        return None;
+    }
+    if let Some(pod) = &b.pod {
+        let live = state
+            .objects
+            .try_get(resource("pods"), Some(&b.namespace), &pod.name)
+            .await
+            .ok()??;
+        if uid_of(live)? != pod.uid {
+            return None;
+        }
+    }
+    Some(User {
+        name: claims.sub.clone(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", b.namespace),
+            "system:authenticated".into(),
+        ],
+    })
 }
 
 async fn version() -> Response {

@@ -20,6 +20,32 @@ pub struct Sources {
     pub config_maps: HashMap<String, Option<ConfigMap>>,
     /// By name.
     pub secrets: HashMap<String, Option<Secret>>,
+    /// Service account tokens for the Pod, by what [`token_requests`] names.
+    pub tokens: HashMap<TokenRequest, String>,
+}
+
+/// A token a `serviceAccountToken` projection asks for: (audience, "" for the API server's;
+/// expirationSeconds).
+pub type TokenRequest = (String, i64);
+
+/// The tokens the Pod's projected volumes ask for.
+pub fn token_requests(pod: &Pod) -> Vec<TokenRequest> {
+    let mut out: Vec<TokenRequest> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|v| v.projected.iter().flat_map(|p| p.sources.iter().flatten()))
+        .filter_map(|source| source.service_account_token.as_ref())
+        .map(|t| {
+            (
+                t.audience.clone().unwrap_or_default(),
+                t.expiration_seconds.unwrap_or(3600),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The ConfigMap and Secret names the Pod's volumes read: (config maps, secrets).
@@ -109,8 +135,30 @@ pub fn of_volume(
             )
         } else if let Some(d) = &source.downward_api {
             downward_api(pod, d.items.as_deref().unwrap_or(&[]), mode, ctx)
-        } else if source.service_account_token.is_some() {
-            Err("serviceAccountToken projection is not served by this node yet".to_string())
+        } else if let Some(t) = &source.service_account_token {
+            let key = (
+                t.audience.clone().unwrap_or_default(),
+                t.expiration_seconds.unwrap_or(3600),
+            );
+            // The token is private to the Pod's user: 0600 once a group may read the volume.
+            let fs_group = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|c| c.fs_group)
+                .is_some();
+            match sources.tokens.get(&key) {
+                Some(token) => Ok(Payload::from([(
+                    t.path.clone(),
+                    file(
+                        token.clone().into_bytes(),
+                        if fs_group { 0o600 } else { mode },
+                    ),
+                )])),
+                None => {
+                    Err("failed to fetch token: no token for the pod's service account".to_string())
+                }
+            }
         } else {
             Err("a projected volume source of an unknown kind".to_string())
         };
@@ -289,6 +337,7 @@ mod tests {
         Sources {
             config_maps: HashMap::from([("cfg".into(), Some(cm)), ("gone".into(), None)]),
             secrets: HashMap::from([("sec".into(), Some(s)), ("gone".into(), None)]),
+            tokens: HashMap::from([((String::new(), 3607), "jwt".to_string())]),
         }
     }
 
@@ -412,6 +461,7 @@ mod tests {
             {"configMap": {"name": "cfg", "items": [{"key": "k", "path": "same"}]}},
             {"secret": {"name": "sec", "items": [{"key": "pw", "path": "same"}]}},
             {"downwardAPI": {"items": [{"path": "podname", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
         ]}}))
         .unwrap();
         assert_eq!(
@@ -419,6 +469,7 @@ mod tests {
             [
                 ("podname".into(), b"p".to_vec(), 0o440),
                 ("same".into(), b"hunter2".to_vec(), 0o440),
+                ("token".into(), b"jwt".to_vec(), 0o440),
             ]
         );
         assert_eq!(

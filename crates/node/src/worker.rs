@@ -90,6 +90,8 @@ pub struct PodWorker {
     last_pull_error: HashMap<String, String>,
     crash: Backoff,
     written: Option<PodStatus>,
+    /// Service account tokens already fetched, with when to fetch them again.
+    tokens: HashMap<payload::TokenRequest, (String, Instant)>,
 }
 
 /// Starts a worker for `pod` and returns its handle.
@@ -110,6 +112,7 @@ pub fn spawn(shared: Arc<Shared>, pod: Desired, shutdown: CancellationToken) -> 
         last_pull_error: HashMap::new(),
         crash: Backoff::default(),
         written: None,
+        tokens: HashMap::new(),
     };
     let task = tokio::spawn(worker.run());
     WorkerHandle { tx, wake, task }
@@ -633,16 +636,66 @@ impl PodWorker {
         }
     }
 
-    /// The ConfigMaps and Secrets the Pod's volumes read.
-    async fn volume_sources(&self, pod: &Pod) -> Result<Sources, volumes::SetupError> {
+    /// The ConfigMaps, Secrets and service account tokens the Pod's volumes read.
+    async fn volume_sources(&mut self, pod: &Pod) -> Result<Sources, volumes::SetupError> {
+        let failed = |message| volumes::SetupError {
+            volume: String::new(),
+            message,
+            mounted: false,
+        };
         let (cms, secrets) = payload::references(pod);
-        self.read_sources(pod, cms, secrets)
+        let mut sources = self.read_sources(pod, cms, secrets).await.map_err(failed)?;
+        for request in payload::token_requests(pod) {
+            let token = self.token(pod, &request).await.map_err(failed)?;
+            sources.tokens.insert(request, token);
+        }
+        Ok(sources)
+    }
+
+    /// A token for the Pod's ServiceAccount, bound to the Pod: the one fetched before until
+    /// 80% of its life has passed (kubelet's refresh), then a new one.
+    async fn token(
+        &mut self,
+        pod: &Pod,
+        request: &payload::TokenRequest,
+    ) -> Result<String, String> {
+        if let Some((token, refresh_at)) = self.tokens.get(request)
+            && Instant::now() < *refresh_at
+        {
+            return Ok(token.clone());
+        }
+        let (audience, expiration) = request;
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let audiences: Vec<&str> = [audience.as_str()]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": audiences, "expirationSeconds": expiration,
+                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                        "name": pod.metadata.name, "uid": pod.metadata.uid}},
+        });
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.shared.client.clone(), &ns);
+        let reply: serde_json::Value = api
+            .create_subresource("token", &sa, &Default::default(), &body)
             .await
-            .map_err(|message| volumes::SetupError {
-                volume: String::new(),
-                message,
-                mounted: false,
-            })
+            .map_err(|e| format!("failed to fetch token: {e}"))?;
+        let token = reply["status"]["token"]
+            .as_str()
+            .ok_or("failed to fetch token: the reply holds none")?
+            .to_string();
+        let life = Duration::from_secs(u64::try_from(*expiration).unwrap_or(3600));
+        let refresh_at = Instant::now() + life.mul_f64(0.8).min(Duration::from_secs(24 * 3600));
+        self.tokens
+            .insert(request.clone(), (token.clone(), refresh_at));
+        Ok(token)
     }
 
     /// ConfigMaps and Secrets of the Pod's namespace by name (`None`: not found).

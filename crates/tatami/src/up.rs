@@ -53,6 +53,11 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
 
     let state = apiserver::State::new(store);
+    let sa_key = apiserver::pki::service_account_key(&dir.pki())
+        .context("cannot prepare the service account signing key")?;
+    let issuer = apiserver::tokens::Issuer::new(&sa_key, pki.ca_cert.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = state.service_accounts.set(issuer);
     apiserver::controllers::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bootstrap the cluster: {}", e.message))?;

@@ -391,3 +391,147 @@ spec:
         c.kubectl(&["get", "events"]).stdout
     );
 }
+
+/// A kubeconfig that authenticates with `token` only.
+fn token_kubeconfig(c: &Cluster, token: &str) -> std::path::PathBuf {
+    let admin = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    let field = |key: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .unwrap()
+            .to_string()
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        field("server"),
+        field("certificate-authority-data")
+    );
+    c.file("token-kubeconfig", &text)
+}
+
+#[test]
+fn every_pod_gets_a_service_account_token_the_api_server_accepts() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "pods",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: withtoken
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: without
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#,
+    );
+    let volumes = |pod: &str| {
+        c.kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.spec.volumes[*].name} {.spec.containers[0].volumeMounts[*].mountPath}",
+        ])
+        .stdout
+    };
+    let with = volumes("withtoken");
+    assert!(
+        with.starts_with("kube-api-access-")
+            && with.ends_with(" /var/run/secrets/kubernetes.io/serviceaccount"),
+        "{with}"
+    );
+    assert_eq!(volumes("without"), " ");
+    assert!(
+        running(&c, "withtoken"),
+        "{}",
+        c.kubectl(&["describe", "pod", "withtoken"]).stdout
+    );
+
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let (out, _) = sh(
+        &c,
+        "withtoken",
+        &format!("ls {dir}; cat {dir}/namespace; echo; stat -L -c %a {dir}/token"),
+    );
+    assert_eq!(out, "ca.crt\nnamespace\ntoken\ndefault\n644\n");
+    let ca = sh(&c, "withtoken", &format!("cat {dir}/ca.crt")).0;
+    let published = c
+        .kubectl(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+        .stdout;
+    assert!(
+        ca.starts_with("-----BEGIN CERTIFICATE-----") && ca == published,
+        "{ca}"
+    );
+
+    // The Pod's token is a bearer token the API server accepts, while the Pod lives.
+    let token = sh(&c, "withtoken", &format!("cat {dir}/token")).0;
+    let config = token_kubeconfig(&c, &token);
+    let as_pod = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        c.kubectl(&all)
+    };
+    assert!(
+        as_pod(&["get", "pods", "-o", "name"])
+            .ok()
+            .contains("pod/withtoken")
+    );
+    let forged = token_kubeconfig(&c, &format!("{token}x"));
+    let refused = c.kubectl(&["--kubeconfig", forged.to_str().unwrap(), "get", "pods"]);
+    assert!(
+        refused.stderr.contains("Unauthorized"),
+        "{}",
+        refused.stderr
+    );
+    c.kubectl(&["delete", "pod", "withtoken"]).ok();
+    let after = as_pod(&["get", "pods"]);
+    assert!(
+        after.stderr.contains("Unauthorized"),
+        "a token outlived its Pod: {}",
+        after.stdout
+    );
+
+    // TokenRequest through kubectl, and its limits.
+    let made = c.kubectl(&["create", "token", "default", "--duration=1h"]);
+    let made_config = token_kubeconfig(&c, made.ok().trim());
+    c.kubectl(&["--kubeconfig", made_config.to_str().unwrap(), "get", "pods"])
+        .ok();
+    let short = c.kubectl(&["create", "token", "default", "--duration=1m"]);
+    assert!(
+        short.stderr.contains("spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"),
+        "{}",
+        short.stderr
+    );
+    let missing = c.kubectl(&["create", "token", "nobody"]);
+    assert!(
+        missing
+            .stderr
+            .contains(r#"serviceaccounts "nobody" not found"#),
+        "{}",
+        missing.stderr
+    );
+}

@@ -110,6 +110,9 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     let generated = generate_name(&mut obj);
     api::strategy::prepare_for_create(r, &mut obj);
     api::strategy::default_object(r, &mut obj);
+    if r.kind == "Pod" && r.group.is_empty() {
+        admit_service_account(call, &mut obj).await?;
+    }
     crate::objects::drop_empty_metadata(&mut obj);
     let (ns, name) = identity(&obj);
     let errors = api::strategy::validate_create(r, &obj);
@@ -159,6 +162,31 @@ pub async fn create_object(call: &Call, mut obj: Value) -> ApiResult<Value> {
     Ok(created)
 }
 
+/// The ServiceAccount admission plugin: a Pod whose ServiceAccount does not opt out gets the
+/// `kube-api-access-<random>` token volume, when this server issues tokens.
+async fn admit_service_account(call: &Call, pod: &mut Value) -> ApiResult<()> {
+    if call.state.service_accounts.get().is_none() {
+        return Ok(());
+    }
+    let (ns, _) = identity(pod);
+    let sa_name = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let sas = crate::server::resource("serviceaccounts");
+    let opted_out = match call.objects().try_get(sas, ns.as_deref(), &sa_name).await? {
+        Some(sa) => sa["automountServiceAccountToken"] == json!(false),
+        None => false,
+    };
+    // The Pod's own setting wins over its ServiceAccount's.
+    let pod_says = pod.pointer("/spec/automountServiceAccountToken").cloned();
+    if pod_says == Some(json!(true)) || (pod_says.is_none() && !opted_out) {
+        api::pod::add_service_account_volume(pod, &random_suffix());
+    }
+    Ok(())
+}
+
 /// Refuses new objects in a namespace that does not exist or is being deleted, as the
 /// NamespaceLifecycle admission plugin does.
 async fn check_namespace_open(call: &Call, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
@@ -197,16 +225,19 @@ fn generate_name(obj: &mut Value) -> bool {
 /// The `generateName` prefix and five random characters from Kubernetes' alphabet (no vowels,
 /// no look-alike digits), the prefix trimmed so the name stays within 63 characters.
 fn random_name(obj: &Value) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let prefix = obj
         .pointer("/metadata/generateName")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let random = uuid::Uuid::new_v4();
-    let suffix: String = random.as_bytes()[..5]
+    let trimmed: String = prefix.chars().take(58).collect();
+    format!("{trimmed}{}", random_suffix())
+}
+
+/// Five random characters from Kubernetes' alphabet for generated names.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect();
-    let trimmed: String = prefix.chars().take(58).collect();
-    format!("{trimmed}{suffix}")
+        .collect()
 }

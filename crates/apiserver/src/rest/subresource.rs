@@ -1,5 +1,5 @@
-//! Subresources other than `status`: `pods/binding` (what a scheduler writes) and
-//! `pods/eviction`. The streaming ones (`log`, `exec`, `attach`, `portforward`) belong to the
+//! Subresources other than `status`: `pods/binding` (what a scheduler writes),
+//! `pods/eviction` and `serviceaccounts/token` (TokenRequest). The streaming ones (`log`, `exec`, `attach`, `portforward`) belong to the
 //! node agent.
 
 use super::Call;
@@ -16,6 +16,7 @@ pub async fn handle(call: &Call, method: &Method, sub: &str) -> ApiResult<Respon
     match (method, sub) {
         (&Method::POST, "binding") => bind(call).await,
         (&Method::POST, "eviction") => evict(call).await,
+        (&Method::POST, "token") => token(call).await,
         (&Method::GET | &Method::POST, "log" | "exec" | "attach" | "portforward") => {
             super::proxy::handle(call, method, sub).await
         }
@@ -115,4 +116,111 @@ async fn evict(call: &Call) -> ApiResult<Response> {
             ))
         }
     }
+}
+
+/// Issues a token for a ServiceAccount (TokenRequest), optionally bound to a Pod.
+async fn token(call: &Call) -> ApiResult<Response> {
+    use crate::tokens::{Binding, Claims, ISSUER, Ref};
+    let r = call.target.resource;
+    let name = call.name()?;
+    let ns = call.ns().unwrap_or_default();
+    let issuer = call
+        .state
+        .service_accounts
+        .get()
+        .ok_or_else(|| ApiError::unavailable("this server issues no service account tokens"))?;
+    let mut request = request::decode_body(&call.body, request::body_type(&call.headers)?)?;
+    let spec = &request["spec"];
+    let expiration = spec["expirationSeconds"].as_i64().unwrap_or(3600);
+    let token_request = api::registry::Resource {
+        kind: "TokenRequest",
+        ..*r
+    };
+    if expiration < 600 {
+        return Err(ApiError::invalid(
+            &token_request,
+            name,
+            &[api::field::FieldError::invalid(
+                "spec.expirationSeconds",
+                json!(expiration),
+                "may not specify a duration less than 10 minutes",
+            )],
+        ));
+    }
+    let audiences: Vec<String> = spec["audiences"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![ISSUER.to_string()]);
+    let sa = call.objects().get(r, call.ns(), name).await?;
+    let uid = |obj: &Value| {
+        obj["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let pod = match spec.pointer("/boundObjectRef") {
+        Some(bound) if bound["kind"] == "Pod" => {
+            let pods = crate::server::resource("pods");
+            let pod_name = bound["name"].as_str().unwrap_or_default();
+            let pod = call.objects().get(pods, call.ns(), pod_name).await?;
+            if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
+                && want != uid(&pod)
+            {
+                return Err(ApiError::conflict_because(
+                    pods,
+                    pod_name,
+                    &format!(
+                        "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                    ),
+                ));
+            }
+            Some(Ref {
+                name: pod_name.to_string(),
+                uid: uid(&pod),
+            })
+        }
+        Some(bound) if !bound.is_null() => {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of kind {:?}",
+                bound["kind"].as_str().unwrap_or_default()
+            )));
+        }
+        _ => None,
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let claims = Claims {
+        aud: audiences.clone(),
+        exp: now + expiration,
+        iat: now,
+        iss: ISSUER.to_string(),
+        nbf: now,
+        sub: format!("system:serviceaccount:{ns}:{name}"),
+        kubernetes: Binding {
+            namespace: ns.to_string(),
+            serviceaccount: Ref {
+                name: name.to_string(),
+                uid: uid(&sa),
+            },
+            pod,
+        },
+    };
+    let signed = issuer.sign(&claims).map_err(ApiError::internal)?;
+    request["kind"] = json!("TokenRequest");
+    request["apiVersion"] = json!("authentication.k8s.io/v1");
+    request["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": time::now()});
+    request["spec"]["audiences"] = json!(audiences);
+    request["spec"]["expirationSeconds"] = json!(expiration);
+    request["status"] =
+        json!({"token": signed, "expirationTimestamp": time::after_seconds(expiration)});
+    Ok(super::json_response(
+        StatusCode::CREATED,
+        &request,
+        "application/json",
+    ))
 }
