@@ -871,17 +871,19 @@ async fn paging_returns_every_object_once_from_one_snapshot() {
             break;
         }
     }
-    let expected: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    // The 25 and the namespace's kube-root-ca.crt.
+    let mut expected: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    expected.push("kube-root-ca.crt".into());
     assert_eq!(seen, expected);
     let shape: Vec<(usize, Option<i64>)> = pages.iter().map(|(n, r, _)| (*n, *r)).collect();
-    assert_eq!(shape, [(10, Some(15)), (10, Some(5)), (5, None)]);
+    assert_eq!(shape, [(10, Some(16)), (10, Some(6)), (6, None)]);
     assert!(
         pages.iter().all(|(_, _, v)| *v == pages[0].2),
         "pages read at different revisions: {pages:?}"
     );
     assert_eq!(
         cms.list(&ListParams::default()).await.unwrap().items.len(),
-        26
+        27
     );
     let bad = refused(
         cms.list(
@@ -928,7 +930,9 @@ async fn a_list_longer_than_a_store_page_comes_whole_and_in_order() {
         .iter()
         .filter_map(|cm| cm.metadata.name.clone())
         .collect();
-    let expected: Vec<String> = (0..total).map(|i| format!("cm-{i:04}")).collect();
+    // Every namespace also holds the cluster's CA, as on Kubernetes.
+    let mut expected: Vec<String> = (0..total).map(|i| format!("cm-{i:04}")).collect();
+    expected.push("kube-root-ca.crt".into());
     assert_eq!(names, expected);
     assert!(all.metadata.continue_.is_none() && all.metadata.remaining_item_count.is_none());
     let revision: i64 = all.metadata.resource_version.unwrap().parse().unwrap();
@@ -991,11 +995,18 @@ fn label_selectors_and_all_namespaces() {
 
     let cases = [
         ("app=a", "configmap/a\n"),
-        ("app!=a", "configmap/b\nconfigmap/c\nconfigmap/n\n"),
+        // kube-root-ca.crt, in every namespace, has no labels.
+        (
+            "app!=a",
+            "configmap/b\nconfigmap/c\nconfigmap/kube-root-ca.crt\nconfigmap/n\n",
+        ),
         ("app in (a,b)", "configmap/a\nconfigmap/b\n"),
-        ("app notin (a,b)", "configmap/c\nconfigmap/n\n"),
+        (
+            "app notin (a,b)",
+            "configmap/c\nconfigmap/kube-root-ca.crt\nconfigmap/n\n",
+        ),
         ("app", "configmap/a\nconfigmap/b\nconfigmap/c\n"),
-        ("!app", "configmap/n\n"),
+        ("!app", "configmap/kube-root-ca.crt\nconfigmap/n\n"),
     ];
     for (selector, want) in cases {
         assert_eq!(
@@ -1178,7 +1189,14 @@ async fn a_watch_resumes_after_its_resource_version_and_ends_at_its_timeout() {
 
     // From "0": the current objects first, as synthetic ADDED events.
     let events = watch_names(&cms, &WatchParams::default().timeout(1), "0", 100).await;
-    assert_eq!(events, pairs(&[("ADDED", "a"), ("ADDED", "c")]));
+    assert_eq!(
+        events,
+        pairs(&[
+            ("ADDED", "a"),
+            ("ADDED", "c"),
+            ("ADDED", "kube-root-ca.crt")
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1661,7 +1679,7 @@ async fn objects_and_list_items_carry_their_identity() {
     let list: Value =
         serde_json::from_str(c.kubectl(&["get", "configmaps", "-o", "json"]).ok()).unwrap();
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2);
+    assert_eq!(items.len(), 3, "two and kube-root-ca.crt");
     for item in items {
         assert_eq!(
             (&item["apiVersion"], &item["kind"]),
