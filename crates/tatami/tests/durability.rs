@@ -53,7 +53,8 @@ async fn restart_keeps_every_object() {
         .to_string();
     c.stop("TERM");
     c.up();
-    assert_eq!(names(&c).await.len(), 20);
+    // The 20 and the namespace's kube-root-ca.crt.
+    assert_eq!(names(&c).await.len(), 21);
     assert_eq!(
         c.kubectl(&["get", "pod", "date-tail", "-o", "jsonpath={.metadata.uid}"])
             .ok(),

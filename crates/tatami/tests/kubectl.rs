@@ -16,25 +16,40 @@ fn apply_get_replace_delete_the_tutorial_pod() {
     let out = c.kubectl(&["apply", "-f", path(&pod)]);
     assert_eq!(out.ok(), "pod/date-tail created\n");
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
-    // The tutorial writes `emptyDir:` (null); the server stores Kubernetes' default `emptyDir: {}`,
-    // so kubectl's three-way patch is never empty for that manifest and it says "configured",
-    // as it does against any cluster. With `emptyDir: {}` nothing differs.
+    // The server adds the kube-api-access volume and its mounts to the Pod's lists, so
+    // kubectl's three-way patch of a Pod always holds `$setElementOrder` directives and a second
+    // apply says "configured", as it does against any cluster.
     assert_eq!(
         c.kubectl(&["apply", "-f", path(&pod)]).ok(),
         "pod/date-tail configured\n"
     );
-    let braces = std::fs::read_to_string(&pod)
+    let braces_text = std::fs::read_to_string(&pod)
         .unwrap()
         .replace("emptyDir:\n", "emptyDir: {}\n");
-    let braces = c.file("braces.yaml", &braces);
+    let braces = c.file("braces.yaml", &braces_text);
     assert_eq!(
         c.kubectl(&["apply", "-f", path(&braces)]).ok(),
         "pod/date-tail configured\n"
     );
+    // Without the token volume and with `emptyDir: {}` (the tutorial writes `emptyDir:`, null,
+    // which the server stores as its default `{}`), nothing differs the second time.
+    let quiet = braces_text
+        .replace("name: date-tail", "name: quiet")
+        .replacen(
+            "spec:\n",
+            "spec:\n  automountServiceAccountToken: false\n",
+            1,
+        );
+    let quiet = c.file("quiet.yaml", &quiet);
     assert_eq!(
-        c.kubectl(&["apply", "-f", path(&braces)]).ok(),
-        "pod/date-tail unchanged\n"
+        c.kubectl(&["apply", "-f", path(&quiet)]).ok(),
+        "pod/quiet created\n"
     );
+    assert_eq!(
+        c.kubectl(&["apply", "-f", path(&quiet)]).ok(),
+        "pod/quiet unchanged\n"
+    );
+    c.kubectl(&["delete", "pod", "quiet", "--wait=false"]).ok();
 
     let edited = std::fs::read_to_string(&braces).unwrap().replace(
         "terminationGracePeriodSeconds: 0",
@@ -456,10 +471,12 @@ fn watch_sees_an_update() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert!(words.len() >= 3, "{text}");
+    assert!(words.len() >= 4, "{text}");
     assert_eq!(words[0], ["EVENT", "NAME", "DATA", "AGE"], "{text}");
-    assert_eq!(words[1][..3], ["ADDED", "w", "1"], "{text}");
-    assert_eq!(words[2][..3], ["MODIFIED", "w", "1"], "{text}");
+    // Every namespace holds the cluster's CA, as on Kubernetes.
+    assert_eq!(words[1][..3], ["ADDED", "kube-root-ca.crt", "1"], "{text}");
+    assert_eq!(words[2][..3], ["ADDED", "w", "1"], "{text}");
+    assert_eq!(words[3][..3], ["MODIFIED", "w", "1"], "{text}");
 }
 
 #[test]

@@ -208,7 +208,8 @@ fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
         c.log()
     );
 
-    assert_eq!(mounts_under(&c).len(), 2, "{:?}", mounts_under(&c));
+    // The secret, the projected volume and the kube-api-access token volume.
+    assert_eq!(mounts_under(&c).len(), 3, "{:?}", mounts_under(&c));
     // Grace 0: the object goes at once, the node tears down right after.
     c.kubectl(&["delete", "pod", "vols"]).ok();
     assert!(
@@ -295,7 +296,7 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
     let before = sh(&c, "vols", check).0;
     assert_eq!(before, "kept\nhello\nhunter2\nvols\nhello");
     let mounts = mounts_under(&c);
-    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
 
     c.stop("KILL");
     c.up();
