@@ -22,6 +22,7 @@ pub mod payload;
 pub mod plan;
 pub mod server;
 pub mod status;
+pub mod subpath;
 pub mod volumes;
 pub mod worker;
 

@@ -14,6 +14,7 @@
 use crate::atomic_writer;
 use crate::env::EnvContext;
 use crate::payload::{self, Sources};
+use crate::subpath;
 use api::strategy::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use nix::mount::{MntFlags, MsFlags};
@@ -353,6 +354,17 @@ pub fn teardown_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
 /// Unmounts the Pod's volumes that are mounts of their own (the tmpfs ones), so removing the
 /// Pod's directory removes no more than it should and leaves no mount behind.
 fn unmount_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
+    // subPath binds first: `volume-subpaths/<vol>/<container>/<index>`.
+    for volume in fs::read_dir(pod_dir(root, uid).join("volume-subpaths"))
+        .into_iter()
+        .flatten()
+    {
+        for container in fs::read_dir(volume?.path()).into_iter().flatten() {
+            for target in fs::read_dir(container?.path()).into_iter().flatten() {
+                subpath::unmount(&target?.path());
+            }
+        }
+    }
     let volumes = pod_dir(root, uid).join("volumes");
     let Ok(plugins) = fs::read_dir(&volumes) else {
         return Ok(());
@@ -395,10 +407,11 @@ pub fn make_mounts(
     pod: &Pod,
     container: &Container,
     attempt: u32,
+    env: &[(String, String)],
 ) -> Result<Vec<Mount>, String> {
     let uid = uid_of(pod);
     let mut mounts = vec![];
-    for m in container.volume_mounts.iter().flatten() {
+    for (index, m) in container.volume_mounts.iter().flatten().enumerate() {
         let Some(v) = volume(pod, &m.name) else {
             return Err(format!(
                 "cannot find volume {:?} to mount into container {:?}",
@@ -415,21 +428,20 @@ pub fn make_mounts(
             tracing::warn!(volume = %v.name, pod = ?pod.metadata.name, "volume kind not supported yet; not mounted");
             continue;
         };
-        let host_path = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let sub = match m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
+            Some(expr) => Some(expand_sub_path(expr, env)?),
+            None => m.sub_path.clone().filter(|s| !s.is_empty()),
+        };
+        let host_path = match sub {
             Some(sub) => {
-                if Path::new(sub).is_absolute()
-                    || Path::new(sub)
-                        .components()
-                        .any(|c| c == std::path::Component::ParentDir)
-                {
-                    return Err(format!("invalid subpath {sub:?}"));
-                }
-                let p = base.join(sub);
-                if !p.exists() {
-                    fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
-                    let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o777));
-                }
-                p
+                let target = pod_dir(root, uid)
+                    .join("volume-subpaths")
+                    .join(&v.name)
+                    .join(&container.name)
+                    .join(index.to_string());
+                subpath::bind(&base, &sub, &target)
+                    .map_err(|f| f.message(&m.name, &container.name))?;
+                target
             }
             None => base,
         };
@@ -466,6 +478,41 @@ pub fn make_mounts(
         });
     }
     Ok(mounts)
+}
+
+/// A `subPathExpr` with the container's `$(VAR)`s in it, checked as kubelet checks it.
+fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, String> {
+    let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let expanded = crate::env::expand(expr, &|key| {
+        let value = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone());
+        if value.as_deref().is_none_or(str::is_empty) {
+            missing.borrow_mut().insert(key.to_string());
+        }
+        Some(value.unwrap_or_default())
+    });
+    let missing = missing.into_inner();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.into_iter().collect();
+        return Err(format!("missing value for {}", names.join(", ")));
+    }
+    if Path::new(&expanded).is_absolute() {
+        return Err(format!(
+            "error SubPath `{expanded}` must not be an absolute path"
+        ));
+    }
+    if Path::new(&expanded)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "unable to provision SubPath `{expanded}`: must not contain '..'"
+        ));
+    }
+    Ok(expanded)
 }
 
 /// The termination message an exited instance left (at most 4096 bytes, as kubelet reads).
@@ -558,10 +605,16 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "x");
         assert!(tmp.path().join("host/data").is_dir());
 
-        let mounts = make_mounts(&root, &p, &p.spec.as_ref().unwrap().containers[0], 2).unwrap();
+        let mounts =
+            make_mounts(&root, &p, &p.spec.as_ref().unwrap().containers[0], 2, &[]).unwrap();
         assert_eq!(mounts.len(), 4, "{mounts:?}");
         assert_eq!(mounts[0].host_path, dir);
-        assert_eq!(mounts[1].host_path, tmp.path().join("host/data/sub"));
+        // A subPath is bound onto a per-container target (made in the hostPath if missing).
+        assert_eq!(
+            mounts[1].host_path,
+            pod_dir(&root, "u1").join("volume-subpaths/data/c/1")
+        );
+        assert!(tmp.path().join("host/data/sub").is_dir());
         assert!(mounts[1].read_only);
         // A configMap volume: read-only even without `readOnly`, its keys through `..data`.
         assert!(mounts[2].read_only);

@@ -743,7 +743,7 @@ impl PodWorker {
         };
         let env = env::resolve(pod, container, &ctx)?;
         let (command, args) = env::expand_command(container, &env);
-        let mounts = volumes::make_mounts(&self.shared.root, pod, container, start.attempt)?;
+        let mounts = volumes::make_mounts(&self.shared.root, pod, container, start.attempt, &env)?;
         let mut labels = Self::pod_labels(pod);
         labels.insert(labels::CONTAINER_NAME.to_string(), container.name.clone());
         labels.insert(

@@ -536,3 +536,103 @@ spec:
         missing.stderr
     );
 }
+
+#[test]
+fn sub_paths_stay_inside_their_volume() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "pod",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: subs
+spec:
+  terminationGracePeriodSeconds: 0
+  initContainers:
+  - name: links
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /v/real && echo inside > /v/real/f && ln -s real /v/inside && ln -s / /v/to-root && ln -s ../ /v/up && ln -s /bin/sh /v/shell"]
+    volumeMounts: [{name: v, mountPath: /v}]
+  containers:
+  - name: fine
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    volumeMounts:
+    - {name: v, mountPath: /in, subPath: inside}
+    - {name: v, mountPath: /mine, subPathExpr: "per-pod/$(POD)"}
+  - name: root
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: v, mountPath: /host, subPath: to-root}]
+  - name: up
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: v, mountPath: /host, subPath: up}]
+  - name: shell
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: v, mountPath: /sh, subPath: shell}]
+  volumes:
+  - name: v
+    emptyDir: {}
+"#,
+    );
+    let status = |container: &str, field: &str| {
+        c.kubectl(&[
+            "get",
+            "pod",
+            "subs",
+            "-o",
+            &format!("jsonpath={{.status.containerStatuses[?(@.name==\"{container}\")].{field}}}"),
+        ])
+        .stdout
+    };
+    assert!(
+        eventually(60, || status("fine", "ready") == "true"),
+        "{}",
+        c.kubectl(&["describe", "pod", "subs"]).stdout
+    );
+    let run = c.kubectl(&[
+        "exec",
+        "subs",
+        "-c",
+        "fine",
+        "--",
+        "sh",
+        "-c",
+        "cat /in/f; ls /mine; echo x > /mine/w",
+    ]);
+    assert_eq!(run.ok(), "inside\n");
+    for container in ["root", "up", "shell"] {
+        assert!(
+            eventually(30, || status(container, "state.waiting.reason")
+                == "CreateContainerConfigError"),
+            "{container}: {}",
+            c.kubectl(&["describe", "pod", "subs"]).stdout
+        );
+        assert_eq!(
+            status(container, "state.waiting.message"),
+            format!("failed to prepare subPath for volumeMount \"v\" of container \"{container}\"")
+        );
+    }
+    // The subPathExpr directory was made inside the volume.
+    let data = c.data().join("node/pods");
+    let made: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|p| {
+            let dir = p
+                .unwrap()
+                .path()
+                .join("volumes/kubernetes.io~empty-dir/v/per-pod/subs");
+            dir.join("w").exists().then_some(dir)
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+}
