@@ -7,7 +7,8 @@
 //! node's disk) and always mounted read-only. [`make_mounts`] turns a container's volumeMounts
 //! into the runtime's bind mounts, plus the termination-message file.
 //!
-//! Other volume kinds are not set up here yet: their mounts are left out with a warning.
+//! Other volume kinds are refused with a FailedMount that says why, so no container starts
+//! without a volume it asked for.
 //!
 //! [`atomic_writer`]: crate::atomic_writer
 
@@ -115,7 +116,7 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
                 atomic_writer::write(&dir, &files, &set_perms)
             })
         } else {
-            Ok(())
+            Err(not_served(v))
         };
         if let Err(message) = result {
             failures.push(SetupError {
@@ -126,6 +127,37 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
         }
     }
     failures
+}
+
+/// Why the node refuses a volume of a kind it does not serve, plainly.
+fn not_served(v: &Volume) -> String {
+    let kind = serde_json::to_value(v)
+        .ok()
+        .and_then(|v| {
+            v.as_object()?
+                .iter()
+                .find(|(k, v)| k.as_str() != "name" && !v.is_null())
+                .map(|(k, _)| k.clone())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    // The in-tree cloud plugins moved to CSI drivers, which this node does not run.
+    let csi_driver = match kind.as_str() {
+        "awsElasticBlockStore" => Some("ebs.csi.aws.com"),
+        "azureDisk" => Some("disk.csi.azure.com"),
+        "azureFile" => Some("file.csi.azure.com"),
+        "cinder" => Some("cinder.csi.openstack.org"),
+        "gcePersistentDisk" => Some("pd.csi.storage.gke.io"),
+        "portworxVolume" => Some("pxd.portworx.com"),
+        "vsphereVolume" => Some("csi.vsphere.vmware.com"),
+        _ => None,
+    };
+    match (kind.as_str(), csi_driver) {
+        (_, Some(driver)) => format!(
+            "volume kind {kind} is not served on this node: it needs a cloud disk and the CSI driver {driver}, and this node has neither"
+        ),
+        ("gitRepo", _) => "volume kind gitRepo is not served on this node: it is deprecated and would run git on the node; clone the repository into an emptyDir from an init container instead".to_string(),
+        _ => format!("volume kind {kind} is not served on this node"),
+    }
 }
 
 /// Whether an earlier pass set the volume up.
@@ -425,8 +457,8 @@ pub fn make_mounts(
             let dir = volume_path(root, uid, plugin, &v.name);
             (dir, plugin != EMPTY_DIR_PLUGIN)
         } else {
-            tracing::warn!(volume = %v.name, pod = ?pod.metadata.name, "volume kind not supported yet; not mounted");
-            continue;
+            // Never reached for a Pod that got this far: setup refused the volume.
+            return Err(not_served(v));
         };
         let sub = match m.sub_path_expr.as_deref().filter(|s| !s.is_empty()) {
             Some(expr) => Some(expand_sub_path(expr, env)?),
@@ -567,13 +599,11 @@ mod tests {
                     {"name": "cache", "emptyDir": {}},
                     {"name": "data", "hostPath": {"path": dir.join("host/data").to_str().unwrap(), "type": "DirectoryOrCreate"}},
                     {"name": "cfg", "configMap": {"name": "cfg"}},
-                    {"name": "share", "nfs": {"server": "nfs.example", "path": "/"}},
                 ],
                 "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
                     {"name": "cache", "mountPath": "/cache"},
                     {"name": "data", "mountPath": "/data", "readOnly": true, "subPath": "sub"},
                     {"name": "cfg", "mountPath": "/etc/cfg"},
-                    {"name": "share", "mountPath": "/share"},
                 ]}]
             }
         }))
@@ -639,6 +669,31 @@ mod tests {
             tmp.path().join("host/data/sub").is_dir(),
             "hostPath data outlives the pod"
         );
+    }
+
+    #[test]
+    fn kinds_the_node_does_not_serve_are_refused_plainly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u2"},
+            "spec": {"volumes": [
+                {"name": "disk", "gcePersistentDisk": {"pdName": "d"}},
+                {"name": "repo", "gitRepo": {"repository": "https://example.invalid/r.git"}},
+                {"name": "share", "nfs": {"server": "nfs.example", "path": "/"}},
+            ], "containers": [{"name": "c", "image": "busybox"}]}
+        }))
+        .unwrap();
+        let failures = setup(tmp.path(), &p, &Sources::default(), &EnvContext::default());
+        let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "volume kind gcePersistentDisk is not served on this node: it needs a cloud disk and the CSI driver pd.csi.storage.gke.io, and this node has neither",
+                "volume kind gitRepo is not served on this node: it is deprecated and would run git on the node; clone the repository into an emptyDir from an init container instead",
+                "volume kind nfs is not served on this node",
+            ]
+        );
+        assert!(failures.iter().all(|f| !f.mounted));
     }
 
     #[test]

@@ -261,6 +261,44 @@ spec:
     let get = c.kubectl(&["get", "pod", "waits", "--no-headers"]);
     assert!(get.stdout.contains("ContainerCreating"), "{}", get.stdout);
 
+    // A cloud disk: accepted by the API as by Kubernetes 1.32, refused plainly by the node.
+    apply(
+        &c,
+        "cloud",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: cloud
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: disk, mountPath: /disk}]
+  volumes:
+  - name: disk
+    gcePersistentDisk: {pdName: my-disk, fsType: ext4}
+"#,
+    );
+    let expected_cloud = r#"MountVolume.SetUp failed for volume "disk" : volume kind gcePersistentDisk is not served on this node: it needs a cloud disk and the CSI driver pd.csi.storage.gke.io, and this node has neither"#;
+    assert!(
+        eventually(30, || c
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=cloud",
+                "-o",
+                "jsonpath={.items[*].message}"
+            ])
+            .stdout
+            .contains(expected_cloud)),
+        "{}",
+        c.kubectl(&["get", "events"]).stdout
+    );
+
     // Once it exists, the next sync mounts it and the Pod runs.
     c.kubectl(&["create", "configmap", "nope", "--from-literal=k=v"])
         .ok();
