@@ -512,6 +512,130 @@ pub fn make_mounts(
     Ok(mounts)
 }
 
+/// One volume of a Pod on this node, as `tatami volumes` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VolumeInfo {
+    /// The volume's name.
+    pub volume: String,
+    /// Its kind (`emptyDir`, `configMap`, ...).
+    pub kind: String,
+    /// Where it lives on the node (nothing for a kind the node does not serve).
+    pub path: Option<PathBuf>,
+    /// `memory` for a tmpfs, else `disk`.
+    pub medium: &'static str,
+    /// Bytes of the files in it (symlinks not followed), when it exists.
+    pub used_bytes: Option<u64>,
+    /// Which containers mount it, where and how.
+    pub mounts: Vec<MountInfo>,
+}
+
+/// One container's mount of a volume.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MountInfo {
+    /// The container.
+    pub container: String,
+    /// Where in the container.
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// The subPath (or subPathExpr), if any.
+    pub sub_path: Option<String>,
+}
+
+/// The Pod's volumes as they are on the node under `root`.
+pub fn describe(root: &Path, pod: &Pod) -> Vec<VolumeInfo> {
+    let uid = uid_of(pod);
+    let spec = pod.spec.as_ref();
+    let containers: Vec<&Container> = spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .collect();
+    let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
+    volumes
+        .iter()
+        .map(|v| {
+            let kind = serde_json::to_value(v)
+                .ok()
+                .and_then(|j| {
+                    j.as_object()?
+                        .iter()
+                        .find(|(k, v)| k.as_str() != "name" && !v.is_null())
+                        .map(|(k, _)| k.clone())
+                })
+                .unwrap_or_default();
+            let path = match (&v.host_path, plugin_of(v)) {
+                (Some(h), _) => Some(PathBuf::from(&h.path)),
+                (None, Some(plugin)) => Some(volume_path(root, uid, plugin, &v.name)),
+                _ => None,
+            };
+            let exists = path.as_deref().is_some_and(|p| p.exists());
+            let medium =
+                if exists && path.as_deref().is_some_and(is_mount_point) && v.host_path.is_none() {
+                    "memory"
+                } else {
+                    "disk"
+                };
+            let plugin_read_only = plugin_of(v).is_some_and(|p| p != EMPTY_DIR_PLUGIN);
+            let mounts = containers
+                .iter()
+                .flat_map(|c| {
+                    c.volume_mounts
+                        .iter()
+                        .flatten()
+                        .filter(|m| m.name == v.name)
+                        .map(|m| MountInfo {
+                            container: c.name.clone(),
+                            path: m.mount_path.clone(),
+                            read_only: m.read_only == Some(true) || plugin_read_only,
+                            sub_path: m
+                                .sub_path
+                                .clone()
+                                .or_else(|| m.sub_path_expr.clone())
+                                .filter(|s| !s.is_empty()),
+                        })
+                })
+                .collect();
+            VolumeInfo {
+                volume: v.name.clone(),
+                kind,
+                used_bytes: path.as_deref().filter(|_| exists).map(used_bytes),
+                path,
+                medium,
+                mounts,
+            }
+        })
+        .collect()
+}
+
+/// Bytes of the regular files under `path` (or of `path` itself), symlinks not followed, and
+/// not across into other mounts.
+fn used_bytes(path: &Path) -> u64 {
+    let Ok(top) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !top.is_dir() {
+        return top.len();
+    }
+    let mut total = 0;
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() && meta.dev() == top.dev() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
 /// A `subPathExpr` with the container's `$(VAR)`s in it, checked as kubelet checks it.
 fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, String> {
     let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());

@@ -27,6 +27,19 @@ pub enum Command {
     Ssh(SshArgs),
     /// Manage the node's images.
     Image(ImageArgs),
+    /// Every volume of the Pods on the node: where it lives, its size, who mounts it.
+    Volumes(VolumesArgs),
+}
+
+/// Arguments of `tatami volumes`.
+#[derive(Args, Debug)]
+pub struct VolumesArgs {
+    /// The data directory.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// `table` (the default) or `json`.
+    #[arg(short, long)]
+    pub output: Option<String>,
 }
 
 /// Arguments of `tatami image`.

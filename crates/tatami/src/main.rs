@@ -12,6 +12,7 @@ mod kubeconfig;
 mod node;
 mod ssh;
 mod up;
+mod volumes;
 
 use clap::Parser;
 
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Kubeconfig(a) => kubeconfig::print_path(a),
         cli::Command::Ssh(a) => ssh::run(a),
         cli::Command::Image(a) => image::run(a),
+        cli::Command::Volumes(a) => volumes::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

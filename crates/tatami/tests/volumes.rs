@@ -336,6 +336,68 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
     let mounts = mounts_under(&c);
     assert_eq!(mounts.len(), 3, "{mounts:?}");
 
+    // `tatami volumes` shows where each volume lives, its medium and size, and its mounts.
+    let volumes = |args: &[&str]| {
+        let out = std::process::Command::new(common::tatami_bin())
+            .arg("volumes")
+            .arg("--data-dir")
+            .arg(c.data())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = volumes(&[]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "POD", "VOLUME", "KIND", "MEDIUM", "SIZE", "NODE", "PATH", "MOUNTS"
+        ]
+    );
+    let scratch_row = table
+        .lines()
+        .find(|l| l.contains(" scratch "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        scratch_row.starts_with("default/vols")
+            && scratch_row.contains("emptyDir")
+            && scratch_row.ends_with("app:/scratch(rw)"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&volumes(&["-o", "json"])).unwrap();
+    let find = |name: &str| {
+        json["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["pod"] == "default/vols" && v["volume"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{json}"))
+    };
+    let scratch = find("scratch");
+    assert_eq!(
+        (scratch["medium"].as_str(), scratch["used_bytes"].as_u64()),
+        (Some("disk"), Some(5))
+    );
+    assert!(
+        scratch["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/volumes/kubernetes.io~empty-dir/scratch")
+    );
+    let sec = find("sec");
+    assert_eq!(
+        (sec["kind"].as_str(), sec["medium"].as_str()),
+        (Some("secret"), Some("memory"))
+    );
+    assert_eq!(sec["mounts"][0]["read_only"], true);
+
     c.stop("KILL");
     c.up();
     // The next syncs find everything in place: the same files, no second tmpfs.
