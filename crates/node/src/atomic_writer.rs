@@ -150,8 +150,8 @@ fn write_file(path: &Path, file: &FileProjection) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
+    // No fsync, as kubelet: the content comes from the API again after a crash.
     f.write_all(&file.data)?;
-    f.sync_all()?;
     fs::set_permissions(path, fs::Permissions::from_mode(file.mode & 0o7777))?;
     if let Some(uid) = file.owner {
         std::os::unix::fs::lchown(path, Some(uid), None)?;
