@@ -136,7 +136,10 @@ fn container_status(input: &StatusInput<'_>, spec: &Container, default_reason: &
                 mount_path: m.mount_path.clone(),
                 name: m.name.clone(),
                 read_only: m.read_only.filter(|r| *r),
-                recursive_read_only: m.read_only.filter(|r| *r).map(|_| "Disabled".to_string()),
+                recursive_read_only: m.read_only.filter(|r| *r).map(|_| {
+                    let enabled = crate::volumes::recursive_read_only(m);
+                    if enabled { "Enabled" } else { "Disabled" }.to_string()
+                }),
             })
             .collect::<Vec<_>>()
     });

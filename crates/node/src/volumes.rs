@@ -486,6 +486,9 @@ pub fn make_mounts(
             host_path,
             container_path: m.mount_path.clone(),
             read_only: m.read_only == Some(true) || plugin_read_only,
+            // The API lets it through only with readOnly; this node's runc has `rro`, so
+            // IfPossible is always possible.
+            recursive_read_only: recursive_read_only(m),
             propagation,
         });
     }
@@ -506,10 +509,20 @@ pub fn make_mounts(
             host_path: file,
             container_path: term_path,
             read_only: false,
+            recursive_read_only: false,
             propagation: Propagation::Private,
         });
     }
     Ok(mounts)
+}
+
+/// Whether a volumeMount asks to be read-only all the way down.
+pub fn recursive_read_only(m: &k8s_openapi::api::core::v1::VolumeMount) -> bool {
+    m.read_only == Some(true)
+        && matches!(
+            m.recursive_read_only.as_deref(),
+            Some("Enabled" | "IfPossible")
+        )
 }
 
 /// One volume of a Pod on this node, as `tatami volumes` shows it.

@@ -471,12 +471,16 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, cap_last: usize) -> Result<Spec>
                 "rshared"
             }
         };
-        let mode = if m.read_only { "ro" } else { "rw" };
+        // `rro` makes the mounts beneath read-only too (runc applies it with mount_setattr).
+        let mut options = vec!["rbind", propagation, if m.read_only { "ro" } else { "rw" }];
+        if m.recursive_read_only {
+            options.push("rro");
+        }
         mounts.push(mount(
             &m.container_path,
             "bind",
             m.host_path.clone(),
-            &["rbind", propagation, mode],
+            &options,
         )?);
     }
 
@@ -717,6 +721,7 @@ mod tests {
             host_path: "/data".into(),
             container_path: "/data".into(),
             read_only: true,
+            recursive_read_only: false,
             propagation: Propagation::HostToContainer,
         });
         c.resources.memory_limit = Some(64 << 20);

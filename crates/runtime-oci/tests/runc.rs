@@ -391,6 +391,7 @@ async fn bind_mounts_and_security() {
         host_path: data.clone(),
         container_path: "/data".into(),
         read_only: true,
+        recursive_read_only: false,
         propagation: Default::default(),
     });
     c.security.run_as_user = Some(65534);
@@ -789,6 +790,7 @@ async fn termination_message_from_the_mounted_file() {
         host_path: file.clone(),
         container_path: "/dev/termination-log".into(),
         read_only: false,
+        recursive_read_only: false,
         propagation: Default::default(),
     });
     let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();

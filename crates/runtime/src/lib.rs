@@ -140,6 +140,8 @@ pub struct Mount {
     pub container_path: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// Read-only all the way down: the mounts beneath it too (`recursiveReadOnly`).
+    pub recursive_read_only: bool,
     /// Mount propagation.
     pub propagation: Propagation,
 }

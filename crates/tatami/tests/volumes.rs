@@ -736,3 +736,72 @@ spec:
         .collect();
     assert_eq!(made.len(), 1, "{made:?}");
 }
+
+#[test]
+fn read_only_host_paths_are_read_only_and_recursively_so_when_asked() {
+    let Some(c) = started() else { return };
+    // A host directory with a mount beneath it, as a node's /var/lib often has.
+    let host = c.data().join("host-ro");
+    let sub = host.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(sub.clone());
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: ro
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {{name: h, mountPath: /ro, readOnly: true}}
+    - {{name: h, mountPath: /rro, readOnly: true, recursiveReadOnly: Enabled}}
+  volumes:
+  - name: h
+    hostPath: {{path: {}, type: Directory}}
+"#,
+        host.display()
+    );
+    apply(&c, "ro", &manifest);
+    assert!(
+        running(&c, "ro"),
+        "{}",
+        c.kubectl(&["describe", "pod", "ro"]).stdout
+    );
+    let (_, err) = sh(&c, "ro", "touch /ro/f");
+    assert!(err.contains("Read-only file system"), "{err}");
+    // readOnly alone leaves the mounts beneath writable, as on Kubernetes...
+    let (_, err) = sh(&c, "ro", "touch /ro/sub/plain && echo written");
+    assert!(err.is_empty(), "{err}");
+    // ...recursiveReadOnly does not.
+    let (_, err) = sh(&c, "ro", "touch /rro/sub/deep");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let reported = c
+        .kubectl(&[
+            "get",
+            "pod",
+            "ro",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].volumeMounts[*].recursiveReadOnly}",
+        ])
+        .stdout;
+    assert!(reported.starts_with("Disabled Enabled"), "{reported}");
+}
