@@ -44,9 +44,10 @@ fn mounts_under(c: &Cluster) -> Vec<String> {
         .unwrap()
         .lines()
         .filter(|l| {
-            l.split(' ')
-                .nth(1)
-                .is_some_and(|p| p.starts_with(data.to_str().unwrap()) && p.contains("/volumes/"))
+            l.split(' ').nth(1).is_some_and(|p| {
+                p.starts_with(data.to_str().unwrap())
+                    && (p.contains("/volumes/") || p.contains("/volume-subpaths/"))
+            })
         })
         .map(str::to_string)
         .collect()
@@ -89,6 +90,7 @@ spec:
     - {name: sec, mountPath: /etc/sec}
     - {name: pod, mountPath: /etc/pod}
     - {name: all, mountPath: /all}
+    - {name: cfg, mountPath: /etc/greeting, subPath: greeting}
   volumes:
   - name: cfg
     configMap: {name: cfg}
@@ -199,6 +201,8 @@ fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
         "{:?}",
         sh(&c, "vols", "ls -la /etc/cfg/")
     );
+    // A subPath binds the file it found once: it keeps the old bytes while the container runs.
+    assert_eq!(sh(&c, "vols", "cat /etc/greeting").0, "hello");
     c.kubectl(&["label", "pod", "vols", "tier=web"]).ok();
     assert!(
         eventually(10, || sh(&c, "vols", "cat /etc/pod/labels").0
@@ -208,8 +212,8 @@ fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
         c.log()
     );
 
-    // The secret, the projected volume and the kube-api-access token volume.
-    assert_eq!(mounts_under(&c).len(), 3, "{:?}", mounts_under(&c));
+    // The secret, the projected volume, the kube-api-access token volume and the subPath bind.
+    assert_eq!(mounts_under(&c).len(), 4, "{:?}", mounts_under(&c));
     // Grace 0: the object goes at once, the node tears down right after.
     c.kubectl(&["delete", "pod", "vols"]).ok();
     assert!(
@@ -334,7 +338,7 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
     let before = sh(&c, "vols", check).0;
     assert_eq!(before, "kept\nhello\nhunter2\nvols\nhello");
     let mounts = mounts_under(&c);
-    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    assert_eq!(mounts.len(), 4, "{mounts:?}");
 
     // `tatami volumes` shows where each volume lives, its medium and size, and its mounts.
     let volumes = |args: &[&str]| {
@@ -804,4 +808,47 @@ spec:
         ])
         .stdout;
     assert!(reported.starts_with("Disabled Enabled"), "{reported}");
+}
+
+#[test]
+fn fs_group_owns_the_volumes_as_kubelet_sets_them() {
+    let Some(c) = started() else { return };
+    c.kubectl(&["create", "configmap", "cfg", "--from-literal=k=v"])
+        .ok();
+    apply(
+        &c,
+        "pod",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: grouped
+spec:
+  terminationGracePeriodSeconds: 0
+  securityContext: {runAsUser: 1000, fsGroup: 1234}
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}, {name: cfg, mountPath: /cfg}]
+  volumes:
+  - name: scratch
+    emptyDir: {}
+  - name: cfg
+    configMap: {name: cfg, defaultMode: 0400}
+"#,
+    );
+    assert!(
+        running(&c, "grouped"),
+        "{}",
+        c.kubectl(&["describe", "pod", "grouped"]).stdout
+    );
+    let (out, err) = sh(
+        &c,
+        "grouped",
+        "stat -c '%a %g' /scratch; stat -L -c '%a %g' /cfg/k; cat /cfg/k; echo; touch /scratch/new; stat -c %g /scratch/new",
+    );
+    // The emptyDir gains setgid and the group; the 0400 key becomes 0440 and readable by the
+    // group; a new file inherits the group.
+    assert_eq!(out, "2777 1234\n440 1234\nv\n1234\n", "{err}");
 }
