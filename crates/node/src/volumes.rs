@@ -412,6 +412,56 @@ fn unmount_volumes(root: &Path, uid: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes `root` a shared mount of its own, as kubelet makes its root directory (MakeRShared):
+/// a mount a container makes in a volume with `Bidirectional` propagation then reaches the
+/// node, and the node's reach containers that mount with `HostToContainer`.
+pub fn share_root(root: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(root)?;
+    let root = root.canonicalize()?;
+    if !is_listed_mount(&root) {
+        nix::mount::mount(
+            Some(&root),
+            &root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?;
+    }
+    nix::mount::mount(
+        None::<&str>,
+        &root,
+        None::<&str>,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Undoes [`share_root`] (`tatami down`, once every volume is unmounted).
+pub fn unshare_root(root: &Path) -> std::io::Result<()> {
+    let Ok(root) = root.canonicalize() else {
+        return Ok(());
+    };
+    while is_listed_mount(&root) {
+        nix::mount::umount2(&root, MntFlags::MNT_DETACH)?;
+    }
+    Ok(())
+}
+
+/// Whether the mount table has a mount at `path` (a bind of a directory onto itself included,
+/// which a device comparison cannot see).
+fn is_listed_mount(path: &Path) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    table.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|m| m.replace("\\040", " ") == wanted)
+    })
+}
+
 /// Unmounts the volumes of every Pod under `root` (`tatami down`: nothing runs any more).
 pub fn unmount_all(root: &Path) -> std::io::Result<()> {
     let Ok(pods) = fs::read_dir(root.join("pods")) else {

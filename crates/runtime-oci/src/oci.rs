@@ -433,7 +433,7 @@ impl Inner {
             cgroups_path: &cgroups_path,
             user,
         };
-        let spec = spec::build_spec(&input, spec::cap_last_cap())?;
+        let spec = spec::build_spec(&input, spec::bounding_set())?;
         spec.save(dir.join("config.json"))
             .map_err(|source| Error::Spec { source })?;
 

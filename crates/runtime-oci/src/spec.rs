@@ -189,11 +189,12 @@ pub(crate) fn merge_env(
 /// The capability names (without `CAP_`) the process keeps: the default set, or every one
 /// when privileged; then "ALL" in add or drop, then single adds, then single drops, the order
 /// containerd applies them in.
-pub(crate) fn capability_names(security: &Security, cap_last_cap: usize) -> Vec<String> {
+pub(crate) fn capability_names(security: &Security, bounding: u64) -> Vec<String> {
     let all: Vec<String> = ALL_CAPS
         .iter()
-        .take(cap_last_cap + 1)
-        .map(|s| s.to_string())
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, s)| s.to_string())
         .collect();
     if security.privileged {
         return all;
@@ -332,16 +333,22 @@ fn spec_err(source: oci_spec::OciSpecError) -> Error {
     Error::Spec { source }
 }
 
-/// The highest capability number this kernel knows.
-pub(crate) fn cap_last_cap() -> usize {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+/// The capabilities this process may hand on (its bounding set, `CapBnd`): what "all" means
+/// for a privileged container, as containerd takes its own. A kernel or sandbox that withholds
+/// one (CAP_SYS_MODULE, say) would otherwise make runc fail to apply it.
+pub(crate) fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
 }
 
 /// Builds the OCI spec.
-pub(crate) fn build_spec(input: &SpecInput<'_>, cap_last: usize) -> Result<Spec> {
+pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
     let config = input.config;
     let security = &config.security;
     let privileged = security.privileged;
@@ -354,7 +361,7 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, cap_last: usize) -> Result<Spec>
         .or_else(|| input.image.working_dir.clone().filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "/".to_string());
 
-    let caps: HashSet<Capability> = capability_names(security, cap_last)
+    let caps: HashSet<Capability> = capability_names(security, bounding)
         .iter()
         .map(|c| {
             Capability::from_str(c)
@@ -640,24 +647,31 @@ mod tests {
         assert_eq!(env[0], DEFAULT_PATH);
     }
 
+    /// Capabilities 0 to 40.
+    const EVERY: u64 = (1 << 41) - 1;
+
     #[test]
     fn capabilities_add_drop_all() {
         let mut s = Security::default();
-        assert_eq!(capability_names(&s, 40).len(), DEFAULT_CAPS.len());
+        assert_eq!(capability_names(&s, EVERY).len(), DEFAULT_CAPS.len());
         s.add_capabilities = strings(&["NET_ADMIN"]);
         s.drop_capabilities = strings(&["CHOWN"]);
-        let caps = capability_names(&s, 40);
+        let caps = capability_names(&s, EVERY);
         assert!(caps.contains(&"NET_ADMIN".to_string()));
         assert!(!caps.contains(&"CHOWN".to_string()));
         s.drop_capabilities = strings(&["ALL"]);
-        assert_eq!(capability_names(&s, 40), strings(&["NET_ADMIN"]));
+        assert_eq!(capability_names(&s, EVERY), strings(&["NET_ADMIN"]));
         s.add_capabilities = strings(&["ALL"]);
         s.drop_capabilities = strings(&["SYS_ADMIN"]);
-        let caps = capability_names(&s, 40);
+        let caps = capability_names(&s, EVERY);
         assert_eq!(caps.len(), 40);
         assert!(!caps.contains(&"SYS_ADMIN".to_string()));
         s.privileged = true;
-        assert_eq!(capability_names(&s, 37).len(), 38);
+        assert_eq!(capability_names(&s, (1 << 38) - 1).len(), 38);
+        // A capability outside the bounding set is never asked for.
+        let caps = capability_names(&s, EVERY & !(1 << 16));
+        assert_eq!(caps.len(), 40);
+        assert!(!caps.contains(&"SYS_MODULE".to_string()));
     }
 
     #[test]
@@ -747,7 +761,7 @@ mod tests {
                 additional_gids: vec![],
             },
         };
-        let spec = build_spec(&input, 40).unwrap();
+        let spec = build_spec(&input, u64::MAX).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["hostname"], "pod");
         assert_eq!(json["root"]["readonly"], true);

@@ -41,7 +41,8 @@ fn stop_containers(dir: &DataDir) -> anyhow::Result<()> {
     rt.block_on(runtime.shutdown_all())
         .context("cannot stop the containers")?;
     // The in-memory volumes go with the containers; the next `up` writes them again.
-    node::volumes::unmount_all(&dir.node()).context("cannot unmount the Pods' volumes")
+    node::volumes::unmount_all(&dir.node()).context("cannot unmount the Pods' volumes")?;
+    node::volumes::unshare_root(&dir.node()).context("cannot unmount the node's directory")
 }
 
 fn stop(dir: &DataDir) -> anyhow::Result<()> {

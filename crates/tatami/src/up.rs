@@ -87,6 +87,8 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         token,
     });
+    node::volumes::share_root(&dir.node())
+        .context("cannot make the node's directory a shared mount")?;
     let mut config = node::NodeConfig::new(
         &name,
         dir.node(),

@@ -852,3 +852,87 @@ spec:
     // group; a new file inherits the group.
     assert_eq!(out, "2777 1234\n440 1234\nv\n1234\n", "{err}");
 }
+
+#[test]
+fn mount_propagation_carries_mounts_the_way_it_names() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "prop",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: prop
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: watcher
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {name: v, mountPath: /private}
+    - {name: v, mountPath: /slave, mountPropagation: HostToContainer}
+  - name: maker
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    securityContext: {privileged: true}
+    volumeMounts: [{name: v, mountPath: /shared, mountPropagation: Bidirectional}]
+  volumes:
+  - name: v
+    emptyDir: {}
+"#,
+    );
+    assert!(
+        eventually(60, || c
+            .kubectl(&[
+                "get",
+                "pod",
+                "prop",
+                "-o",
+                "jsonpath={.status.containerStatuses[*].ready}"
+            ])
+            .stdout
+            == "true true"),
+        "{}",
+        c.kubectl(&["describe", "pod", "prop"]).stdout
+    );
+    let in_container = |container: &str, script: &str| {
+        c.kubectl(&["exec", "prop", "-c", container, "--", "sh", "-c", script])
+    };
+    // A mount the privileged container makes comes out to the node (Bidirectional) and back in
+    // to the HostToContainer mount of the other container, but not to its private one.
+    let made = in_container(
+        "maker",
+        "mkdir -p /shared/m && mount -t tmpfs tmpfs /shared/m && echo hi > /shared/m/f",
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let uid = c
+        .kubectl(&["get", "pod", "prop", "-o", "jsonpath={.metadata.uid}"])
+        .stdout;
+    let on_node = c
+        .data()
+        .join("node/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/v/m/f");
+    assert!(
+        eventually(5, || std::fs::read_to_string(&on_node)
+            .is_ok_and(|t| t == "hi\n")),
+        "the mount did not reach the node"
+    );
+    assert!(eventually(5, || in_container(
+        "watcher",
+        "cat /slave/m/f 2>&1"
+    )
+    .stdout
+        == "hi\n"));
+    assert_eq!(
+        in_container("watcher", "cat /private/m/f 2>/dev/null || echo none").stdout,
+        "none\n"
+    );
+    assert_eq!(
+        in_container("maker", "umount /shared/m && echo gone").stdout,
+        "gone\n"
+    );
+}
