@@ -46,6 +46,8 @@ pub struct StatusInput<'a> {
     pub host_ip: &'a str,
     /// Now (for new transition times and startTime).
     pub now: SystemTime,
+    /// The node evicted the Pod, with this message.
+    pub evicted: Option<&'a str>,
 }
 
 fn policy(pod: &Pod) -> &str {
@@ -275,6 +277,8 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         } else {
             "Failed"
         }
+    } else if input.evicted.is_some() {
+        "Failed"
     } else {
         phase(pod, &init_statuses, &app_statuses)
     };
@@ -355,6 +359,16 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
             .cloned()
             .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now)),
     );
+    if let Some(message) = input.evicted {
+        conditions.push(condition(
+            &old_conditions,
+            "DisruptionTarget",
+            true,
+            Some("TerminationByKubelet"),
+            Some(message.to_string()),
+            now,
+        ));
+    }
     // Conditions others own (readiness gates, DisruptionTarget) stay as they were.
     for c in &old_conditions {
         if !conditions.iter().any(|n| n.type_ == c.type_) {
@@ -379,6 +393,11 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         phase: Some(phase.to_string()),
+        reason: input
+            .evicted
+            .map(|_| "Evicted".to_string())
+            .or(old.reason.clone()),
+        message: input.evicted.map(str::to_string).or(old.message.clone()),
         qos_class: old.qos_class.clone(),
         start_time: old.start_time.clone().or_else(|| Some(format::time(now))),
         ..old

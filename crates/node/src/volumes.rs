@@ -675,6 +675,28 @@ pub fn describe(root: &Path, pod: &Pod) -> Vec<VolumeInfo> {
         .collect()
 }
 
+/// kubelet's eviction message for the first on-disk emptyDir whose files exceed its
+/// `sizeLimit` (a Memory one cannot: its tmpfs refuses the writes instead).
+pub fn empty_dir_over_limit(root: &Path, pod: &Pod) -> Option<String> {
+    let uid = uid_of(pod);
+    let volumes = pod.spec.as_ref()?.volumes.as_deref()?;
+    volumes.iter().find_map(|v| {
+        let e = v.empty_dir.as_ref()?;
+        if e.medium.as_deref().is_some_and(|m| !m.is_empty()) {
+            return None;
+        }
+        let written = e.size_limit.as_ref()?;
+        let limit = Quantity::parse(&written.0).filter(|q| q.0 > 0)?;
+        let used = used_bytes(&empty_dir_path(root, uid, &v.name));
+        (i128::from(used) * 1_000_000_000 > limit.0).then(|| {
+            format!(
+                "Usage of EmptyDir volume {:?} exceeds the limit {:?}. ",
+                v.name, written.0
+            )
+        })
+    })
+}
+
 /// Bytes of the regular files under `path` (or of `path` itself), symlinks not followed, and
 /// not across into other mounts.
 fn used_bytes(path: &Path) -> u64 {

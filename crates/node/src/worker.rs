@@ -92,6 +92,8 @@ pub struct PodWorker {
     written: Option<PodStatus>,
     /// Service account tokens already fetched, with when to fetch them again.
     tokens: HashMap<payload::TokenRequest, (String, Instant)>,
+    /// Why the node evicted the Pod, once it has.
+    evicted: Option<String>,
 }
 
 /// Starts a worker for `pod` and returns its handle.
@@ -113,6 +115,7 @@ pub fn spawn(shared: Arc<Shared>, pod: Desired, shutdown: CancellationToken) -> 
         crash: Backoff::default(),
         written: None,
         tokens: HashMap::new(),
+        evicted: None,
     };
     let task = tokio::spawn(worker.run());
     WorkerHandle { tx, wake, task }
@@ -421,6 +424,24 @@ impl PodWorker {
         let Some(mut actual) = self.actual().await else {
             return Duration::from_secs(1);
         };
+        if self.evicted.is_none()
+            && !pod_terminal(pod)
+            && let Some(message) = volumes::empty_dir_over_limit(&self.shared.root, pod)
+        {
+            // kubelet's eviction manager: the Pod fails, its containers go with grace 0 and
+            // its volumes after them.
+            recorder.record(pod, None, EventType::Warning, "Evicted", message.clone());
+            self.evicted = Some(message);
+            self.kill_all(pod, &actual, Duration::ZERO, true).await;
+            if let Some(a) = self.actual().await {
+                actual = a;
+            }
+            self.write_status(pod, &actual).await;
+            if let Err(e) = volumes::teardown_volumes(&self.shared.root, &self.uid) {
+                tracing::warn!(uid = %self.uid, "cannot remove volumes: {e}");
+            }
+            return next;
+        }
         let actions = if pod_terminal(pod) {
             PodActions {
                 done: true,
@@ -1028,6 +1049,7 @@ impl PodWorker {
             images: &self.images,
             host_ip: &self.shared.host_ip,
             now: SystemTime::now(),
+            evicted: self.evicted.as_deref(),
         };
         let new = status::pod_status(&input);
         let old = pod.status.clone().unwrap_or_default();

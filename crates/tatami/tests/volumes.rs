@@ -936,3 +936,63 @@ spec:
         "gone\n"
     );
 }
+
+#[test]
+fn an_empty_dir_on_disk_past_its_size_limit_gets_the_pod_evicted() {
+    let Some(c) = started() else { return };
+    apply(
+        &c,
+        "pod",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "dd if=/dev/zero of=/cache/big bs=1k count=2048; sleep 3600"]
+    volumeMounts: [{name: cache, mountPath: /cache}]
+  volumes:
+  - name: cache
+    emptyDir: {sizeLimit: 1Mi}
+"#,
+    );
+    let get = |path: &str| {
+        c.kubectl(&["get", "pod", "hog", "-o", &format!("jsonpath={path}")])
+            .stdout
+    };
+    // The node looks at every re-sync (10 s).
+    assert!(
+        eventually(40, || get("{.status.phase}") == "Failed"),
+        "{}",
+        c.kubectl(&["describe", "pod", "hog"]).stdout
+    );
+    assert_eq!(get("{.status.reason}"), "Evicted");
+    assert_eq!(
+        get("{.status.message}"),
+        "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". "
+    );
+    assert_eq!(
+        get("{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"),
+        "TerminationByKubelet"
+    );
+    let events = c
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Evicted",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .stdout;
+    assert!(events.contains("exceeds the limit"), "{events}");
+    let table = c.kubectl(&["get", "pod", "hog", "--no-headers"]).stdout;
+    assert!(
+        table.contains("Evicted") || table.contains("Error"),
+        "{table}"
+    );
+}

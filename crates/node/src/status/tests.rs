@@ -77,6 +77,7 @@ fn compute(pod: &Pod, actual: &ActualPod, waiting: &HashMap<String, Waiting>) ->
         images: &images,
         host_ip: "127.0.0.1",
         now: t(100),
+        evicted: None,
     };
     serde_json::to_value(pod_status(&input)).unwrap()
 }
@@ -304,6 +305,7 @@ fn transition_times_are_kept_and_terminal_phases_stay() {
         images: &images,
         host_ip: "127.0.0.1",
         now: t(500),
+        evicted: None,
     };
     let second = pod_status(&later);
     assert!(
