@@ -27,6 +27,9 @@ pub struct EnvContext {
     pub allocatable_cpu: String,
     /// Node allocatable memory, the default for an unset memory limit (`8Gi`).
     pub allocatable_memory: String,
+    /// The annotations kubelet adds to its own copy of the Pod (`kubernetes.io/config.seen`,
+    /// `kubernetes.io/config.source`), which the downward API shows with the Pod's own.
+    pub node_annotations: BTreeMap<String, String>,
 }
 
 /// The ConfigMap and Secret names a container's environment reads: (config maps, secrets).
@@ -256,6 +259,13 @@ fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
         .find(|c| c.name == name)
 }
 
+/// The Pod's annotations as the node sees them: its own and the node's.
+fn annotations_seen(pod: &Pod, ctx: &EnvContext) -> BTreeMap<String, String> {
+    let mut all = ctx.node_annotations.clone();
+    all.extend(pod.metadata.annotations.clone().unwrap_or_default());
+    all
+}
+
 /// The value a downward-API field path names (`pkg/fieldpath` plus the status fields kubelet
 /// fills in itself).
 pub fn field_value(pod: &Pod, path: &str, ctx: &EnvContext) -> Result<String, String> {
@@ -277,7 +287,7 @@ pub fn field_value(pod: &Pod, path: &str, ctx: &EnvContext) -> Result<String, St
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
         "metadata.labels" => format_map(&meta.labels),
-        "metadata.annotations" => format_map(&meta.annotations),
+        "metadata.annotations" => format_map(&Some(annotations_seen(pod, ctx))),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
         "spec.serviceAccountName" => spec
             .and_then(|s| s.service_account_name.clone())
@@ -292,9 +302,8 @@ pub fn field_value(pod: &Pod, path: &str, ctx: &EnvContext) -> Result<String, St
                     .cloned()
                     .unwrap_or_default()
             } else if let Some(key) = subscript("metadata.annotations") {
-                meta.annotations
-                    .as_ref()
-                    .and_then(|a| a.get(&key))
+                annotations_seen(pod, ctx)
+                    .get(&key)
                     .cloned()
                     .unwrap_or_default()
             } else {
@@ -397,6 +406,7 @@ mod tests {
             pod_ip: "10.88.0.2".into(),
             allocatable_cpu: "2".into(),
             allocatable_memory: "8Gi".into(),
+            ..Default::default()
         }
     }
 

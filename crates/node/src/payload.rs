@@ -344,7 +344,12 @@ mod tests {
     fn files(volume: serde_json::Value) -> Result<Vec<(String, Vec<u8>, u32)>, String> {
         let p = pod(json!([volume]));
         let v = &p.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
-        let payload = of_volume(&p, v, &sources(), &EnvContext::default()).expect("a payload")?;
+        let ctx = EnvContext {
+            node_annotations: [("kubernetes.io/config.source".to_string(), "api".to_string())]
+                .into(),
+            ..Default::default()
+        };
+        let payload = of_volume(&p, v, &sources(), &ctx).expect("a payload")?;
         Ok(payload
             .into_iter()
             .map(|(k, f)| (k, f.data, f.mode))
@@ -436,6 +441,7 @@ mod tests {
         let got = files(json!({"name": "v", "downwardAPI": {"items": [
             {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
             {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
             {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
             {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory"}},
         ]}}))
@@ -447,6 +453,10 @@ mod tests {
         assert_eq!(
             text,
             [
+                (
+                    "annotations".into(),
+                    "kubernetes.io/config.source=\"api\"".into()
+                ),
                 ("cpu".into(), "2".into()),
                 ("labels".into(), "a=\"x\\\"y\"\nb=\"2\"".into()),
                 ("mem".into(), "67108864".into()),

@@ -94,6 +94,8 @@ pub struct PodWorker {
     tokens: HashMap<payload::TokenRequest, (String, Instant)>,
     /// Why the node evicted the Pod, once it has.
     evicted: Option<String>,
+    /// When this worker first saw the Pod (kubelet's `kubernetes.io/config.seen`).
+    seen: String,
 }
 
 /// Starts a worker for `pod` and returns its handle.
@@ -116,6 +118,7 @@ pub fn spawn(shared: Arc<Shared>, pod: Desired, shutdown: CancellationToken) -> 
         written: None,
         tokens: HashMap::new(),
         evicted: None,
+        seen: jiff::Timestamp::now().to_string(),
     };
     let task = tokio::spawn(worker.run());
     WorkerHandle { tx, wake, task }
@@ -653,6 +656,11 @@ impl PodWorker {
             pod_ip: pod_ip.unwrap_or("").to_string(),
             allocatable_cpu: self.shared.allocatable_cpu.clone(),
             allocatable_memory: self.shared.allocatable_memory.clone(),
+            node_annotations: [
+                ("kubernetes.io/config.seen".to_string(), self.seen.clone()),
+                ("kubernetes.io/config.source".to_string(), "api".to_string()),
+            ]
+            .into(),
             ..Default::default()
         }
     }

@@ -108,6 +108,7 @@ spec:
       items:
       - {path: name, fieldRef: {fieldPath: metadata.name}}
       - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: annotations, fieldRef: {fieldPath: metadata.annotations}}
   - name: all
     projected:
       sources:
@@ -175,6 +176,26 @@ fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
     // downwardAPI and projected.
     let (out, _) = sh(&c, "vols", "cat /etc/pod/name; echo; cat /etc/pod/labels");
     assert_eq!(out, "vols\napp=\"demo\"");
+    // With the annotations kubelet adds to its own copy, as many tutorials show.
+    let (out, _) = sh(&c, "vols", "cat /etc/pod/annotations");
+    let keys: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "kubernetes.io/config.seen",
+            "kubernetes.io/config.source"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.ends_with("kubernetes.io/config.source=\"api\""),
+        "{out}"
+    );
     let (out, _) = sh(
         &c,
         "vols",
