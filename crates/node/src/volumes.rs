@@ -129,17 +129,22 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
     failures
 }
 
-/// Why the node refuses a volume of a kind it does not serve, plainly.
-fn not_served(v: &Volume) -> String {
-    let kind = serde_json::to_value(v)
+/// The volume's kind as the API spells its source field (`emptyDir`, `gcePersistentDisk`, ...).
+fn kind_of(v: &Volume) -> String {
+    serde_json::to_value(v)
         .ok()
-        .and_then(|v| {
-            v.as_object()?
+        .and_then(|j| {
+            j.as_object()?
                 .iter()
                 .find(|(k, v)| k.as_str() != "name" && !v.is_null())
                 .map(|(k, _)| k.clone())
         })
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Why the node refuses a volume of a kind it does not serve, plainly.
+fn not_served(v: &Volume) -> String {
+    let kind = kind_of(v);
     // The in-tree cloud plugins moved to CSI drivers, which this node does not run.
     let csi_driver = match kind.as_str() {
         "awsElasticBlockStore" => Some("ebs.csi.aws.com"),
@@ -622,15 +627,7 @@ pub fn describe(root: &Path, pod: &Pod) -> Vec<VolumeInfo> {
     volumes
         .iter()
         .map(|v| {
-            let kind = serde_json::to_value(v)
-                .ok()
-                .and_then(|j| {
-                    j.as_object()?
-                        .iter()
-                        .find(|(k, v)| k.as_str() != "name" && !v.is_null())
-                        .map(|(k, _)| k.clone())
-                })
-                .unwrap_or_default();
+            let kind = kind_of(v);
             let path = match (&v.host_path, plugin_of(v)) {
                 (Some(h), _) => Some(PathBuf::from(&h.path)),
                 (None, Some(plugin)) => Some(volume_path(root, uid, plugin, &v.name)),

@@ -4,33 +4,19 @@
 
 mod common;
 
-use common::{Cluster, can_run_containers, eventually};
+use common::{Cluster, eventually};
 
 fn jsonpath(c: &Cluster, pod: &str, path: &str) -> String {
     c.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
         .stdout
 }
 
-fn started() -> Option<Cluster> {
-    if !can_run_containers("node tests") {
-        return None;
-    }
-    let mut c = Cluster::prepare();
-    c.import_busybox_as_alpine();
-    c.up();
-    Some(c)
-}
-
-fn apply(c: &Cluster, name: &str, yaml: &str) {
-    let f = c.file(&format!("{name}.yaml"), yaml);
-    c.kubectl(&["apply", "-f", f.to_str().unwrap()]).ok();
-}
-
 #[test]
 fn an_init_container_fills_an_empty_dir_before_the_app_reads_it() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "init",
         r#"apiVersion: v1
 kind: Pod
@@ -78,9 +64,10 @@ spec:
 
 #[test]
 fn a_crash_keeps_the_empty_dir_and_restarts_the_container() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "crash",
         r#"apiVersion: v1
 kind: Pod
@@ -142,9 +129,10 @@ spec:
 
 #[test]
 fn an_image_that_cannot_be_pulled_shows_err_image_pull_then_back_off() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "nope",
         r#"apiVersion: v1
 kind: Pod
@@ -191,9 +179,10 @@ spec:
 
 #[test]
 fn two_pods_reach_each_other_by_ip() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "server",
         r#"apiVersion: v1
 kind: Pod
@@ -212,8 +201,7 @@ spec:
         == "Running"));
     let ip = jsonpath(&c, "server", "{.status.podIP}");
     assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "podIP {ip:?}");
-    apply(
-        &c,
+    c.apply(
         "client",
         &format!(
             r#"apiVersion: v1
@@ -241,9 +229,10 @@ spec:
 
 #[test]
 fn kill_9_of_up_leaves_containers_running_for_the_next_up() {
-    let Some(mut c) = started() else { return };
-    apply(
-        &c,
+    let Some(mut c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "steady",
         r#"apiVersion: v1
 kind: Pod
@@ -300,9 +289,10 @@ spec:
 
 #[test]
 fn down_leaves_no_container_mount_or_network_behind() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
         "gone",
         r#"apiVersion: v1
 kind: Pod

@@ -3,17 +3,7 @@
 
 mod common;
 
-use common::{Cluster, can_run_containers, eventually};
-
-fn started(test: &str) -> Option<Cluster> {
-    if !can_run_containers(test) {
-        return None;
-    }
-    let mut c = Cluster::prepare();
-    c.import_busybox_as_alpine();
-    c.up();
-    Some(c)
-}
+use common::{Cluster, eventually};
 
 fn run_pod(c: &Cluster, name: &str, yaml: &str) {
     let f = c.file(&format!("{name}.yaml"), yaml);
@@ -53,7 +43,7 @@ spec:
 
 #[test]
 fn logs_with_each_option() {
-    let Some(c) = started("logs_with_each_option") else {
+    let Some(c) = Cluster::with_containers("logs_with_each_option") else {
         return;
     };
     run_pod(&c, "counter", COUNTER);
@@ -142,7 +132,7 @@ fn logs_with_each_option() {
 
 #[test]
 fn logs_previous_after_a_restart() {
-    let Some(c) = started("logs_previous_after_a_restart") else {
+    let Some(c) = Cluster::with_containers("logs_previous_after_a_restart") else {
         return;
     };
     let f = c.file(
@@ -169,7 +159,7 @@ spec:
 
 #[test]
 fn exec_exit_codes_and_cp_both_ways() {
-    let Some(c) = started("exec_exit_codes_and_cp_both_ways") else {
+    let Some(c) = Cluster::with_containers("exec_exit_codes_and_cp_both_ways") else {
         return;
     };
     run_pod(&c, "counter", COUNTER);
@@ -254,7 +244,7 @@ fn exec_exit_codes_and_cp_both_ways() {
 
 #[test]
 fn attach_reads_the_main_process() {
-    let Some(c) = started("attach_reads_the_main_process") else {
+    let Some(c) = Cluster::with_containers("attach_reads_the_main_process") else {
         return;
     };
     run_pod(
@@ -306,7 +296,7 @@ spec:
 
 #[test]
 fn port_forward_reaches_a_pod_port() {
-    let Some(c) = started("port_forward_reaches_a_pod_port") else {
+    let Some(c) = Cluster::with_containers("port_forward_reaches_a_pod_port") else {
         return;
     };
     run_pod(

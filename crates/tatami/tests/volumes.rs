@@ -6,22 +6,7 @@
 
 mod common;
 
-use common::{Cluster, can_run_containers, eventually};
-
-fn started() -> Option<Cluster> {
-    if !can_run_containers("volume tests") {
-        return None;
-    }
-    let mut c = Cluster::prepare();
-    c.import_busybox_as_alpine();
-    c.up();
-    Some(c)
-}
-
-fn apply(c: &Cluster, name: &str, yaml: &str) {
-    let f = c.file(&format!("{name}.yaml"), yaml);
-    c.kubectl(&["apply", "-f", f.to_str().unwrap()]).ok();
-}
+use common::{Cluster, eventually};
 
 /// `sh -c script` in the Pod's container; (stdout, stderr).
 fn sh(c: &Cluster, pod: &str, script: &str) -> (String, String) {
@@ -124,9 +109,11 @@ spec:
 
 #[test]
 fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
-    let Some(c) = started() else { return };
-    apply(&c, "objects", OBJECTS);
-    apply(&c, "pod", POD);
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply("objects", OBJECTS);
+    c.apply("pod", POD);
     assert!(
         running(&c, "vols"),
         "{}",
@@ -246,9 +233,10 @@ fn atomic_writer_volumes_look_and_change_as_on_kubernetes() {
 
 #[test]
 fn a_missing_config_map_holds_the_pod_with_kubelets_failed_mount() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "pod",
         r#"apiVersion: v1
 kind: Pod
@@ -287,8 +275,7 @@ spec:
     assert!(get.stdout.contains("ContainerCreating"), "{}", get.stdout);
 
     // A cloud disk: accepted by the API as by Kubernetes 1.32, refused plainly by the node.
-    apply(
-        &c,
+    c.apply(
         "cloud",
         r#"apiVersion: v1
 kind: Pod
@@ -337,8 +324,10 @@ spec:
 
 #[test]
 fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
-    let Some(mut c) = started() else { return };
-    apply(&c, "objects", OBJECTS);
+    let Some(mut c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply("objects", OBJECTS);
     let with_scratch = POD
         .replace(
             "    - {name: all, mountPath: /all}\n",
@@ -348,7 +337,7 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
             "  volumes:\n",
             "  volumes:\n  - name: scratch\n    emptyDir: {}\n",
         );
-    apply(&c, "pod", &with_scratch);
+    c.apply("pod", &with_scratch);
     assert!(
         running(&c, "vols"),
         "{}",
@@ -441,9 +430,10 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
 
 #[test]
 fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_and_an_unknown_medium_fails() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "pods",
         r#"apiVersion: v1
 kind: Pod
@@ -538,9 +528,10 @@ fn token_kubeconfig(c: &Cluster, token: &str) -> std::path::PathBuf {
 
 #[test]
 fn every_pod_gets_a_service_account_token_the_api_server_accepts() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "pods",
         r#"apiVersion: v1
 kind: Pod
@@ -664,9 +655,10 @@ spec:
 
 #[test]
 fn sub_paths_stay_inside_their_volume() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "pod",
         r#"apiVersion: v1
 kind: Pod
@@ -764,7 +756,9 @@ spec:
 
 #[test]
 fn read_only_host_paths_are_read_only_and_recursively_so_when_asked() {
-    let Some(c) = started() else { return };
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
     // A host directory with a mount beneath it, as a node's /var/lib often has.
     let host = c.data().join("host-ro");
     let sub = host.join("sub");
@@ -805,7 +799,7 @@ spec:
 "#,
         host.display()
     );
-    apply(&c, "ro", &manifest);
+    c.apply("ro", &manifest);
     assert!(
         running(&c, "ro"),
         "{}",
@@ -833,11 +827,12 @@ spec:
 
 #[test]
 fn fs_group_owns_the_volumes_as_kubelet_sets_them() {
-    let Some(c) = started() else { return };
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
     c.kubectl(&["create", "configmap", "cfg", "--from-literal=k=v"])
         .ok();
-    apply(
-        &c,
+    c.apply(
         "pod",
         r#"apiVersion: v1
 kind: Pod
@@ -876,9 +871,10 @@ spec:
 
 #[test]
 fn mount_propagation_carries_mounts_the_way_it_names() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "prop",
         r#"apiVersion: v1
 kind: Pod
@@ -960,9 +956,10 @@ spec:
 
 #[test]
 fn an_empty_dir_on_disk_past_its_size_limit_gets_the_pod_evicted() {
-    let Some(c) = started() else { return };
-    apply(
-        &c,
+    let Some(c) = Cluster::with_containers("volume tests") else {
+        return;
+    };
+    c.apply(
         "pod",
         r#"apiVersion: v1
 kind: Pod

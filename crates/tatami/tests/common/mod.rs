@@ -201,6 +201,24 @@ impl Cluster {
         Run::from(child.wait_with_output().expect("kubectl output"))
     }
 
+    /// A cluster whose node can run containers, with busybox imported as `alpine`; `None`
+    /// (after saying why) on a machine without root and runc.
+    pub fn with_containers(test: &str) -> Option<Cluster> {
+        if !can_run_containers(test) {
+            return None;
+        }
+        let mut c = Cluster::prepare();
+        c.import_busybox_as_alpine();
+        c.up();
+        Some(c)
+    }
+
+    /// `kubectl apply -f` of `yaml`, written to `<name>.yaml`; it must succeed.
+    pub fn apply(&self, name: &str, yaml: &str) {
+        let f = self.file(&format!("{name}.yaml"), yaml);
+        self.kubectl(&["apply", "-f", f.to_str().unwrap()]).ok();
+    }
+
     /// Writes `text` to a file in the test dir and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
