@@ -5,8 +5,9 @@
 //! PodScheduled=False condition with kube-scheduler's message.
 //!
 //! The filter and the message are pure functions over typed Nodes and Pods, so they are
-//! tested without a server; the loop re-lists on every Pod or Node change and retries
-//! unschedulable Pods every few seconds.
+//! tested without a server. The loop keeps a cache of nodes and Pods from its watches (listed
+//! once, then kept by the events, as kube-scheduler's informers are), schedules a Pod as soon
+//! as its event arrives, and retries unschedulable Pods every few seconds.
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
@@ -226,81 +227,137 @@ async fn event(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, mess
     }
 }
 
+/// What the scheduler knows of the cluster, kept from its watches as kube-scheduler's informer
+/// cache is: every node, the Pods that wait, and where each placed Pod runs (only its node, so
+/// a cluster of many Pods costs little memory).
+#[derive(Default)]
+struct Cache {
+    nodes: BTreeMap<String, Node>,
+    /// The Pods that want a node, by UID.
+    pending: HashMap<String, Pod>,
+    /// The node of every placed Pod, by UID.
+    placed: HashMap<String, String>,
+}
+
+impl Cache {
+    /// Takes in a Pod as it now is.
+    fn pod_changed(&mut self, pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
+        if let Some(node) = node {
+            self.pending.remove(&uid);
+            self.placed.insert(uid, node);
+        } else if wants_scheduling(&pod) {
+            self.pending.insert(uid, pod);
+        } else {
+            self.pending.remove(&uid);
+        }
+    }
+
+    fn pod_deleted(&mut self, pod: &Pod) {
+        if let Some(uid) = &pod.metadata.uid {
+            self.pending.remove(uid);
+            self.placed.remove(uid);
+        }
+    }
+
+    fn node_changed(&mut self, node: Node) {
+        if let Some(name) = node.metadata.name.clone() {
+            self.nodes.insert(name, node);
+        }
+    }
+
+    fn node_deleted(&mut self, node: &Node) {
+        if let Some(name) = &node.metadata.name {
+            self.nodes.remove(name);
+        }
+    }
+
+    fn pods_per_node(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for node in self.placed.values() {
+            *counts.entry(node.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The waiting Pods, oldest first (kube-scheduler's queue order without priorities).
+    fn queue(&self) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self.pending.values().cloned().collect();
+        pods.sort_by_key(|p| {
+            (
+                p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.metadata.name.clone(),
+            )
+        });
+        pods
+    }
+}
+
+/// Every object of a kind, read a page at a time, and the resource version to watch from.
+async fn list_all<K>(api: &Api<K>) -> Result<(Vec<K>, String), Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await.map_err(|source| Error::Api {
+            context: format!("list {}", K::plural(&())),
+            source,
+        })?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok((items, page.metadata.resource_version.unwrap_or_default())),
+        }
+    }
+}
+
 struct Scheduler {
     client: kube::Client,
+    cache: Cache,
     /// The last failure message per Pod UID and when it was reported.
     reported: HashMap<String, (String, Instant)>,
 }
 
 impl Scheduler {
-    /// One pass: tries every Pod that waits for a node.
-    async fn pass(&mut self) -> Result<(), Error> {
-        let began = Instant::now();
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let list = |context: &str, fields: String| {
-            let pods = pods.clone();
-            let context = context.to_string();
-            async move {
-                pods.list(&ListParams::default().fields(&fields))
-                    .await
-                    .map_err(|source| Error::Api { context, source })
-            }
-        };
-        // Only the Pods that wait: the API server filters, so a cluster of many placed Pods
-        // costs a pass little.
-        let waiting = list(
-            "list pods without a node",
-            format!("spec.nodeName=,spec.schedulerName={SCHEDULER_NAME}"),
-        )
-        .await?;
-        let mut pending: Vec<&Pod> = waiting
-            .items
-            .iter()
-            .filter(|p| wants_scheduling(p))
-            .collect();
-        let live: std::collections::HashSet<String> = pending
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
-        self.reported.retain(|uid, _| live.contains(uid));
-        if pending.is_empty() {
-            return Ok(());
+    /// One pass over the cache: tries every Pod that waits for a node.
+    async fn pass(&mut self) {
+        self.reported
+            .retain(|uid, _| self.cache.pending.contains_key(uid));
+        let queue = self.cache.queue();
+        if queue.is_empty() {
+            return;
         }
-        let nodes = async {
-            nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|source| Error::Api {
-                    context: "list nodes".into(),
-                    source,
-                })
-        };
-        let (placed, node_list) = futures::try_join!(
-            list("list pods on nodes", "spec.nodeName!=".to_string()),
-            nodes
-        )?;
-        let node_list = node_list.items;
-        let mut per_node: HashMap<String, usize> = HashMap::new();
-        for p in &placed.items {
-            if let Some(n) = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty())
-            {
-                *per_node.entry(n).or_default() += 1;
+        let nodes: Vec<Node> = self.cache.nodes.values().cloned().collect();
+        let per_node = self.cache.pods_per_node();
+        for pod in queue {
+            if let Some(node) = self.schedule(&pod, &nodes, &per_node).await {
+                // Counted at once, before the watch brings the bound Pod back.
+                let mut bound = pod;
+                bound.spec.get_or_insert_default().node_name = Some(node);
+                self.cache.pod_changed(bound);
             }
         }
-        pending.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-        tracing::debug!(placed = placed.items.len(), pending = pending.len(), took = ?began.elapsed(), "scheduling pass listed");
-        for pod in pending {
-            self.schedule(pod, &node_list, &mut per_node).await;
-        }
-        Ok(())
     }
 
-    async fn schedule(&mut self, pod: &Pod, nodes: &[Node], per_node: &mut HashMap<String, usize>) {
+    /// Binds `pod` to the node `pick` chooses and returns it, or reports why none fits.
+    async fn schedule(
+        &mut self,
+        pod: &Pod,
+        nodes: &[Node],
+        per_node: &HashMap<String, usize>,
+    ) -> Option<String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -323,7 +380,6 @@ impl Scheduler {
                 {
                     Ok(_) => {
                         tracing::debug!(pod = %name, %node, "bound");
-                        *per_node.entry(node.clone()).or_default() += 1;
                         self.reported.remove(&uid);
                         event(
                             &self.client,
@@ -333,8 +389,12 @@ impl Scheduler {
                             &format!("Successfully assigned {ns}/{name} to {node}"),
                         )
                         .await;
+                        Some(node)
                     }
-                    Err(e) => tracing::debug!("cannot bind pod {ns}/{name}: {e}"),
+                    Err(e) => {
+                        tracing::debug!("cannot bind pod {ns}/{name}: {e}");
+                        None
+                    }
                 }
             }
             Err(message) => {
@@ -343,7 +403,7 @@ impl Scheduler {
                     .get(&uid)
                     .is_none_or(|(m, at)| *m != message || at.elapsed() > Duration::from_secs(60));
                 if !fresh {
-                    return;
+                    return None;
                 }
                 self.reported.insert(uid, (message.clone(), Instant::now()));
                 event(&self.client, pod, "Warning", "FailedScheduling", &message).await;
@@ -357,8 +417,27 @@ impl Scheduler {
                 {
                     tracing::debug!("cannot mark pod {ns}/{name} unschedulable: {e}");
                 }
+                None
             }
         }
+    }
+
+    /// Fills the cache afresh from lists; returns the versions to watch Pods and Nodes from.
+    async fn relist(
+        &mut self,
+        pods: &Api<Pod>,
+        nodes: &Api<Node>,
+    ) -> Result<(String, String), Error> {
+        let ((pod_list, pod_rv), (node_list, node_rv)) =
+            futures::try_join!(list_all(pods), list_all(nodes))?;
+        self.cache = Cache::default();
+        for pod in pod_list {
+            self.cache.pod_changed(pod);
+        }
+        for node in node_list {
+            self.cache.node_changed(node);
+        }
+        Ok((pod_rv, node_rv))
     }
 }
 
@@ -366,37 +445,35 @@ impl Scheduler {
 pub async fn run_scheduler(client: kube::Client, shutdown: CancellationToken) {
     let mut s = Scheduler {
         client: client.clone(),
+        cache: Cache::default(),
         reported: HashMap::new(),
     };
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client);
     'outer: loop {
-        if let Err(e) = s.pass().await {
-            tracing::warn!("scheduling pass failed: {e}");
-        }
-        let pod_rv = match pods.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(l) => l.metadata.resource_version.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let node_rv = match nodes.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(l) => l.metadata.resource_version.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let params = WatchParams::default().timeout(290);
-        let (pw, nw) = match (
-            pods.watch(&params, &pod_rv).await,
-            nodes.watch(&params, &node_rv).await,
-        ) {
-            (Ok(p), Ok(n)) => (p.boxed(), n.boxed()),
-            _ => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        let watches = match s.relist(&pods, &nodes).await {
+            Ok((pod_rv, node_rv)) => {
+                let params = WatchParams::default().timeout(290);
+                match (
+                    pods.watch(&params, &pod_rv).await,
+                    nodes.watch(&params, &node_rv).await,
+                ) {
+                    (Ok(p), Ok(n)) => Some((p.boxed(), n.boxed())),
+                    _ => None,
                 }
             }
+            Err(e) => {
+                tracing::warn!("scheduler cannot list: {e}");
+                None
+            }
         };
-        let mut pw = pw;
-        let mut nw = nw;
+        let Some((mut pw, mut nw)) = watches else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        };
+        s.pass().await;
         let mut retry = tokio::time::interval(RETRY);
         retry.tick().await;
         loop {
@@ -404,19 +481,34 @@ pub async fn run_scheduler(client: kube::Client, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
                 _ = retry.tick() => !s.reported.is_empty(),
                 ev = pw.try_next() => match ev {
-                    Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => wants_scheduling(&p),
-                    Ok(Some(WatchEvent::Deleted(_) | WatchEvent::Bookmark(_))) => false,
+                    Ok(Some(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
+                        let waits = wants_scheduling(&p);
+                        s.cache.pod_changed(p);
+                        waits
+                    }
+                    Ok(Some(WatchEvent::Deleted(p))) => {
+                        s.cache.pod_deleted(&p);
+                        false
+                    }
+                    Ok(Some(WatchEvent::Bookmark(_))) => false,
                     _ => continue 'outer,
                 },
                 // A node that changed may fit a Pod that waits.
                 ev = nw.try_next() => match ev {
-                    Ok(Some(WatchEvent::Added(_) | WatchEvent::Modified(_))) => !s.reported.is_empty(),
-                    Ok(Some(_)) => false,
+                    Ok(Some(WatchEvent::Added(n) | WatchEvent::Modified(n))) => {
+                        s.cache.node_changed(n);
+                        !s.reported.is_empty()
+                    }
+                    Ok(Some(WatchEvent::Deleted(n))) => {
+                        s.cache.node_deleted(&n);
+                        false
+                    }
+                    Ok(Some(WatchEvent::Bookmark(_))) => false,
                     _ => continue 'outer,
                 },
             };
-            if run && let Err(e) = s.pass().await {
-                tracing::warn!("scheduling pass failed: {e}");
+            if run {
+                s.pass().await;
             }
         }
     }
@@ -514,6 +606,37 @@ mod tests {
             pick(&pod(json!({})), &[], &load),
             Err("no nodes available to schedule pods".into())
         );
+    }
+
+    #[test]
+    fn the_cache_follows_pods_from_waiting_to_placed_to_gone() {
+        let with_uid = |uid: &str, spec: serde_json::Value| {
+            let mut p = pod(spec);
+            p.metadata.uid = Some(uid.into());
+            p.metadata.name = Some(uid.into());
+            p
+        };
+        let mut cache = Cache::default();
+        cache.pod_changed(with_uid("b", json!({})));
+        cache.pod_changed(with_uid("a", json!({})));
+        cache.pod_changed(with_uid("other", json!({"schedulerName": "other"})));
+        let names: Vec<_> = cache
+            .queue()
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        cache.pod_changed(with_uid("a", json!({"nodeName": "n1"})));
+        cache.pod_changed(with_uid("c", json!({"nodeName": "n1"})));
+        assert_eq!(cache.queue().len(), 1);
+        assert_eq!(cache.pods_per_node(), [("n1".to_string(), 2)].into());
+        cache.pod_deleted(&with_uid("c", json!({})));
+        cache.pod_deleted(&with_uid("b", json!({})));
+        assert!(cache.queue().is_empty());
+        assert_eq!(cache.pods_per_node(), [("n1".to_string(), 1)].into());
+        cache.node_changed(ready_node("n1"));
+        cache.node_deleted(&ready_node("n1"));
+        assert!(cache.nodes.is_empty());
     }
 
     #[test]

@@ -133,6 +133,20 @@ fn pod_key(pod: &Pod) -> String {
     )
 }
 
+/// The image to run, or why the container waits and when to look again.
+type ImageCheck = Result<runtime::Image, (Waiting, Duration)>;
+
+/// The container a planned start names.
+fn container_of(pod: &Pod, start: &Start) -> Option<Container> {
+    let spec = pod.spec.as_ref()?;
+    let list = if start.init {
+        spec.init_containers.as_deref().unwrap_or_default()
+    } else {
+        &spec.containers
+    };
+    list.get(start.index).cloned()
+}
+
 fn field_path(init: bool, name: &str) -> String {
     if init {
         format!("spec.initContainers{{{name}}}")
@@ -456,10 +470,32 @@ impl PodWorker {
         if actions.kill_pod {
             self.kill_all(pod, &actual, Duration::ZERO, false).await;
         }
+        let mut checked_image = None;
         if actions.create_sandbox {
             let config = self.sandbox_config(pod, None);
+            let shared = self.shared.clone();
             let began = Instant::now();
-            let made = self.shared.runtime.run_sandbox(&config).await;
+            // The first container's image is checked while the sandbox is made: each waits on
+            // another process (the registry, `ip`) and neither needs the other. A restart keeps
+            // its back-off check first, so only a fresh start is checked early.
+            let first = actions
+                .start
+                .first()
+                .filter(|s| s.restart_after.is_none() && s.created.is_none())
+                .and_then(|s| Some((s.name.clone(), s.init, container_of(pod, s)?)));
+            let (made, image) = tokio::join!(
+                async move { shared.runtime.run_sandbox(&config).await },
+                async {
+                    match first {
+                        Some((name, init, c)) => {
+                            let fp = Some(field_path(init, &name));
+                            Some((name, self.ensure_image(pod, &c, fp).await))
+                        }
+                        None => None,
+                    }
+                }
+            );
+            checked_image = image;
             tracing::debug!(uid = %self.uid, took = ?began.elapsed(), "sandbox made");
             if let Err(e) = made {
                 recorder.record(
@@ -480,8 +516,11 @@ impl PodWorker {
             let ip = sandbox.ip.map(|ip| ip.to_string());
             let config = self.sandbox_config(pod, ip.as_deref());
             for start in &actions.start {
+                let image = checked_image
+                    .take_if(|(name, _)| *name == start.name)
+                    .map(|(_, image)| image);
                 let outcome = self
-                    .start(pod, &sandbox.id, &config, ip.as_deref(), start)
+                    .start(pod, &sandbox.id, &config, ip.as_deref(), start, image)
                     .await;
                 if let Outcome::Waiting(after) = outcome {
                     next = next.min(after);
@@ -514,7 +553,8 @@ impl PodWorker {
         next
     }
 
-    /// Starts one container per the plan, or notes why it waits.
+    /// Starts one container per the plan, or notes why it waits. `image` is the outcome of its
+    /// image check when that was done already.
     async fn start(
         &mut self,
         pod: &Pod,
@@ -522,14 +562,9 @@ impl PodWorker {
         sandbox: &SandboxConfig,
         pod_ip: Option<&str>,
         start: &Start,
+        image: Option<ImageCheck>,
     ) -> Outcome {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let list = if start.init {
-            spec.init_containers.clone().unwrap_or_default()
-        } else {
-            spec.containers.clone()
-        };
-        let Some(container) = list.get(start.index).cloned() else {
+        let Some(container) = container_of(pod, start) else {
             return Outcome::Waiting(self.shared.resync);
         };
         let name = container.name.clone();
@@ -564,7 +599,11 @@ impl PodWorker {
         }
 
         let began = Instant::now();
-        let image = match self.ensure_image(pod, &container, fp.clone()).await {
+        let image = match image {
+            Some(checked) => checked,
+            None => self.ensure_image(pod, &container, fp.clone()).await,
+        };
+        let image = match image {
             Ok(image) => image,
             Err((waiting, retry)) => {
                 self.waiting.insert(name.clone(), waiting);
@@ -805,7 +844,7 @@ impl PodWorker {
         pod: &Pod,
         container: &Container,
         fp: Option<String>,
-    ) -> Result<runtime::Image, (Waiting, Duration)> {
+    ) -> ImageCheck {
         let recorder = self.shared.recorder.clone();
         let image = container.image.clone().unwrap_or_default();
         let policy = pull_policy(container);

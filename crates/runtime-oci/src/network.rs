@@ -212,9 +212,6 @@ pub(crate) fn create_namespaces(files: &NsFiles, hostname: &str) -> Result<()> {
                 path.display()
             )))?;
         }
-        if files.net.is_some() {
-            ip_batch("link set lo up\n")?;
-        }
         Ok(())
     })
     .join()
@@ -406,7 +403,8 @@ pub(crate) fn veth_name(sandbox_id: &str) -> String {
 }
 
 /// Connects the Pod's network namespace to the bridge: a veth pair whose far end is made
-/// directly inside the Pod as `eth0`, then the address and default route inside.
+/// directly inside the Pod as `eth0`, then loopback, the address and default route inside
+/// (one `ip` run on each side, as each costs a process).
 pub(crate) fn attach_pod(netns: &Path, veth: &str, ip: Ipv4Addr, net: &PodNetwork) -> Result<()> {
     ensure_bridge(net)?;
     let host = format!(
@@ -416,7 +414,7 @@ pub(crate) fn attach_pod(netns: &Path, veth: &str, ip: Ipv4Addr, net: &PodNetwor
     );
     ip_batch(&host)?;
     let inside = format!(
-        "addr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
+        "link set lo up\naddr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
         net.prefix, net.gateway
     );
     in_netns(netns, move || ip_batch(&inside))

@@ -135,8 +135,6 @@ fn run(dir: &Path) -> Result<()> {
     std::env::set_current_dir(dir).map_err(Error::io("enter", dir))?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("set child subreaper"))?;
     let runc_log = dir.join("runc.log");
-    let pid_file = dir.join("init.pid");
-    let _ = std::fs::remove_file(&pid_file);
 
     let mut cmd = Command::new(&cfg.runc);
     cmd.arg("--root")
@@ -144,9 +142,7 @@ fn run(dir: &Path) -> Result<()> {
         .arg("--log")
         .arg(&runc_log)
         .args(["--log-format", "json", "run", "--detach", "--bundle"])
-        .arg(&cfg.bundle)
-        .arg("--pid-file")
-        .arg(&pid_file);
+        .arg(&cfg.bundle);
 
     // Sockets are bound before the container runs, so they exist once the agent hears
     // "started".
@@ -224,11 +220,7 @@ fn run(dir: &Path) -> Result<()> {
         readers.push((File::from(err_r), "stderr"));
     }
 
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .map_err(Error::io("read", &pid_file))?
-        .trim()
-        .parse()
-        .map_err(|_| Error::Start(format!("runc wrote no pid to {}", pid_file.display())))?;
+    let pid = adopted_child()?;
     let start = StartRecord {
         pid,
         started_at: meta::now_nanos(),
@@ -289,6 +281,25 @@ fn run(dir: &Path) -> Result<()> {
     meta::write_json(&dir.join("exit.json"), &record)?;
     drop(console);
     Ok(())
+}
+
+/// The container's init: `runc run --detach` leaves it orphaned and the shim, a subreaper with
+/// no other child, adopts it. Read from /proc rather than runc's `--pid-file`, which runc writes
+/// with O_SYNC (a disk flush on every start).
+fn adopted_child() -> Result<i32> {
+    let path = format!("/proc/self/task/{}/children", std::process::id());
+    let text = std::fs::read_to_string(&path).map_err(Error::io("read", Path::new(&path)))?;
+    let children: Vec<i32> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    match children[..] {
+        [pid] => Ok(pid),
+        _ => Err(Error::Start(format!(
+            "runc left {} processes to the shim, not the container's init alone",
+            children.len()
+        ))),
+    }
 }
 
 /// Records a failed start (exit code 128, reason StartError, as containerd reports it), cleans
