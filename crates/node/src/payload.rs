@@ -140,20 +140,29 @@ pub fn of_volume(
                 t.audience.clone().unwrap_or_default(),
                 t.expiration_seconds.unwrap_or(3600),
             );
-            // The token is private to the Pod's user: 0600 once a group may read the volume.
+            // The token is private to the Pod's user: owned by it when every container runs
+            // as one, and 0600 once that user or a group is set.
             let fs_group = pod
                 .spec
                 .as_ref()
                 .and_then(|s| s.security_context.as_ref())
                 .and_then(|c| c.fs_group)
                 .is_some();
+            let owner = fs_user(pod);
             match sources.tokens.get(&key) {
                 Some(token) => Ok(Payload::from([(
                     t.path.clone(),
-                    file(
-                        token.clone().into_bytes(),
-                        if fs_group { 0o600 } else { mode },
-                    ),
+                    FileProjection {
+                        owner,
+                        ..file(
+                            token.clone().into_bytes(),
+                            if fs_group || owner.is_some() {
+                                0o600
+                            } else {
+                                mode
+                            },
+                        )
+                    },
                 )])),
                 None => {
                     Err("failed to fetch token: no token for the pod's service account".to_string())
@@ -173,6 +182,29 @@ pub fn of_volume(
         1 => Err(errors.remove(0)),
         _ => Err(format!("[{}]", errors.join(", "))),
     })
+}
+
+/// kubelet's FsUser (FsUserFrom): the user every init and app container runs as, when each
+/// names one (its own `runAsUser` or the Pod's) and they are all the same.
+pub fn fs_user(pod: &Pod) -> Option<u32> {
+    let spec = pod.spec.as_ref()?;
+    let pod_user = spec.security_context.as_ref().and_then(|c| c.run_as_user);
+    let mut users = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .map(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_user)
+                .or(pod_user)
+        });
+    let first = users.next()??;
+    users
+        .all(|u| u == Some(first))
+        .then(|| u32::try_from(first).ok())
+        .flatten()
 }
 
 fn file(data: Vec<u8>, mode: i32) -> FileProjection {
@@ -462,6 +494,41 @@ mod tests {
                 ("mem".into(), "67108864".into()),
                 ("name".into(), "p".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn fs_user_is_the_one_user_every_container_runs_as() {
+        let pod =
+            |v: serde_json::Value| -> Pod { serde_json::from_value(json!({"spec": v})).unwrap() };
+        let c = |name: &str, user: Option<i64>| match user {
+            Some(u) => json!({"name": name, "securityContext": {"runAsUser": u}}),
+            None => json!({"name": name}),
+        };
+        assert_eq!(
+            fs_user(&pod(json!({"containers": [c("a", Some(1000))]}))),
+            Some(1000)
+        );
+        assert_eq!(
+            fs_user(&pod(json!({"securityContext": {"runAsUser": 7},
+                "containers": [c("a", None), c("b", Some(7))], "initContainers": [c("i", None)]}))),
+            Some(7)
+        );
+        assert_eq!(
+            fs_user(&pod(
+                json!({"containers": [c("a", Some(1)), c("b", Some(2))]})
+            )),
+            None
+        );
+        assert_eq!(
+            fs_user(&pod(json!({"containers": [c("a", Some(1)), c("b", None)]}))),
+            None
+        );
+        assert_eq!(
+            fs_user(&pod(
+                json!({"containers": [c("a", Some(1))], "initContainers": [c("i", Some(0))]})
+            )),
+            None
         );
     }
 

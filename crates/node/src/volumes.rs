@@ -97,22 +97,25 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
         .and_then(|s| s.security_context.as_ref())
         .and_then(|c| c.fs_group)
         .and_then(|g| u32::try_from(g).ok());
+    let tmpfs = |size_limit: Option<&str>| tmpfs_options(pod, size_limit, &ctx.allocatable_memory);
     let mut failures = Vec::new();
     for v in volumes {
-        let result = if v.empty_dir.is_some() {
-            setup_empty_dir(root, uid, v, fs_group)
+        let result = if let Some(e) = &v.empty_dir {
+            let options = tmpfs(e.size_limit.as_ref().map(|q| q.0.as_str()));
+            setup_empty_dir(root, uid, v, fs_group, &options)
         } else if let Some(h) = &v.host_path {
             setup_host_path(&h.path, h.type_.as_deref().unwrap_or(""))
         } else if let Some(files) = payload::of_volume(pod, v, sources, ctx) {
             let plugin = plugin_of(v).unwrap_or_default();
             let dir = volume_path(root, uid, plugin, &v.name);
+            // kubelet wraps these in an emptyDir of medium Memory, without a sizeLimit.
             let in_memory = v.secret.is_some() || v.projected.is_some();
             let set_perms = |data: &Path| match fs_group {
                 Some(gid) => apply_fs_group(data, gid, true),
                 None => Ok(()),
             };
             files.and_then(|files| {
-                prepare_wrapper(&dir, in_memory, fs_group)?;
+                prepare_wrapper(&dir, in_memory.then(|| tmpfs(None)).as_deref(), fs_group)?;
                 atomic_writer::write(&dir, &files, &set_perms)
             })
         } else {
@@ -183,21 +186,16 @@ fn is_set_up(root: &Path, uid: &str, v: &Volume) -> bool {
 
 /// The directory an atomic-writer volume lives in: an emptyDir of its own, on disk (0777) or
 /// on a tmpfs (1777).
-fn prepare_wrapper(dir: &Path, in_memory: bool, fs_group: Option<u32>) -> Result<(), String> {
+fn prepare_wrapper(dir: &Path, tmpfs: Option<&str>, fs_group: Option<u32>) -> Result<(), String> {
     if !dir.is_dir() {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
             .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
     }
-    if in_memory && !is_mount_point(dir) {
-        nix::mount::mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("mode=1777"),
-        )
-        .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
+    if let Some(options) = tmpfs
+        && !is_mount_point(dir)
+    {
+        mount_tmpfs(dir, options)?;
     }
     if let Some(gid) = fs_group {
         apply_fs_group_to(dir, gid, false).map_err(|e| format!("chown {}: {e}", dir.display()))?;
@@ -247,11 +245,63 @@ fn apply_fs_group_to(path: &Path, gid: u32, read_only: bool) -> std::io::Result<
     Ok(())
 }
 
+/// The options of a Memory-medium volume's tmpfs: its root 1777, and its size the smallest of
+/// the node's allocatable memory, the Pod's memory limit (when every container has one) and
+/// the volume's `sizeLimit` (kubelet's calculateEmptyDirMemorySize).
+fn tmpfs_options(pod: &Pod, size_limit: Option<&str>, allocatable: &str) -> String {
+    let positive = |q: Option<Quantity>| q.filter(|q| q.0 > 0);
+    let size = [
+        positive(Quantity::parse(allocatable)),
+        positive(pod_memory_limit(pod)),
+        positive(size_limit.and_then(Quantity::parse)),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    match size {
+        // Quantities are held in billionths; tmpfs takes whole bytes.
+        Some(q) => format!("mode=1777,size={}", (q.0 + 999_999_999) / 1_000_000_000),
+        None => "mode=1777".to_string(),
+    }
+}
+
+/// The Pod's memory limit as its cgroup gets it: the larger of the app containers' sum and
+/// the largest init container's, or none when any container lacks a limit.
+fn pod_memory_limit(pod: &Pod) -> Option<Quantity> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &Container| {
+        let q = c.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+        Quantity::parse(&q.0)
+    };
+    let mut apps = Quantity::ZERO;
+    for c in &spec.containers {
+        apps = Quantity(apps.0 + limit(c)?.0);
+    }
+    let mut most = apps;
+    for c in spec.init_containers.iter().flatten() {
+        most = most.max(limit(c)?);
+    }
+    Some(most)
+}
+
+fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), String> {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some(options),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
+}
+
+/// `tmpfs`: the mount options should the medium be Memory.
 fn setup_empty_dir(
     root: &Path,
     uid: &str,
     v: &Volume,
     fs_group: Option<u32>,
+    tmpfs: &str,
 ) -> Result<(), String> {
     let source = v.empty_dir.as_ref();
     let memory = match source.and_then(|e| e.medium.as_deref()).unwrap_or("") {
@@ -276,24 +326,7 @@ fn setup_empty_dir(
     }
     fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     if memory && !is_mount_point(&dir) {
-        // The root of a tmpfs is 1777; `sizeLimit` is its size.
-        let mut options = "mode=1777".to_string();
-        if let Some(q) = source
-            .and_then(|e| e.size_limit.as_ref())
-            .and_then(|q| Quantity::parse(&q.0))
-            .filter(|q| q.0 > 0)
-        {
-            let bytes = (q.0 + 999_999_999) / 1_000_000_000;
-            options.push_str(&format!(",size={bytes}"));
-        }
-        nix::mount::mount(
-            Some("tmpfs"),
-            &dir,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
+        mount_tmpfs(&dir, tmpfs)?;
     } else if !memory {
         // MkdirAll is subject to the umask; emptyDir is 0777 whatever it is.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
@@ -814,6 +847,56 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn tmpfs_size_is_the_smallest_of_allocatable_pod_limit_and_size_limit() {
+        let with_limits = |app: &[Option<&str>], init: &[Option<&str>]| -> Pod {
+            let c = |i: usize, l: &Option<&str>| match l {
+                Some(m) => json!({"name": format!("c{i}"), "resources": {"limits": {"memory": m}}}),
+                None => json!({"name": format!("c{i}")}),
+            };
+            serde_json::from_value(json!({"spec": {
+                "containers": app.iter().enumerate().map(|(i, l)| c(i, l)).collect::<Vec<_>>(),
+                "initContainers": init.iter().enumerate().map(|(i, l)| c(10 + i, l)).collect::<Vec<_>>(),
+            }}))
+            .unwrap()
+        };
+        let unlimited = with_limits(&[None], &[]);
+        assert_eq!(
+            tmpfs_options(&unlimited, None, "1Gi"),
+            "mode=1777,size=1073741824"
+        );
+        assert_eq!(
+            tmpfs_options(&unlimited, Some("10Mi"), "1Gi"),
+            "mode=1777,size=10485760"
+        );
+        assert_eq!(
+            tmpfs_options(&unlimited, Some("0"), "1Gi"),
+            "mode=1777,size=1073741824"
+        );
+        // Two app containers add up; an init container counts when it needs more.
+        let limited = with_limits(&[Some("64Mi"), Some("64Mi")], &[Some("100Mi")]);
+        assert_eq!(
+            tmpfs_options(&limited, None, "1Gi"),
+            "mode=1777,size=134217728"
+        );
+        let big_init = with_limits(&[Some("64Mi")], &[Some("200Mi")]);
+        assert_eq!(
+            tmpfs_options(&big_init, None, "1Gi"),
+            "mode=1777,size=209715200"
+        );
+        assert_eq!(
+            tmpfs_options(&big_init, Some("1Mi"), "1Gi"),
+            "mode=1777,size=1048576"
+        );
+        // One container without a limit leaves the Pod unlimited.
+        let partly = with_limits(&[Some("64Mi"), None], &[]);
+        assert_eq!(
+            tmpfs_options(&partly, None, "1Gi"),
+            "mode=1777,size=1073741824"
+        );
+        assert_eq!(tmpfs_options(&partly, None, ""), "mode=1777");
     }
 
     fn sources() -> Sources {

@@ -429,7 +429,7 @@ fn a_kill_9_of_up_keeps_every_volume_and_leaks_none() {
 }
 
 #[test]
-fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_and_an_unknown_medium_fails() {
+fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit_or_the_pods_and_an_unknown_medium_fails() {
     let Some(c) = Cluster::with_containers("volume tests") else {
         return;
     };
@@ -446,12 +446,15 @@ spec:
     image: alpine
     imagePullPolicy: IfNotPresent
     command: ["sleep", "3600"]
-    volumeMounts: [{name: fast, mountPath: /fast}, {name: disk, mountPath: /disk}]
+    resources: {limits: {memory: 64Mi}}
+    volumeMounts: [{name: fast, mountPath: /fast}, {name: disk, mountPath: /disk}, {name: bounded, mountPath: /bounded}]
   volumes:
   - name: fast
     emptyDir: {medium: Memory, sizeLimit: 1Mi}
   - name: disk
     emptyDir: {}
+  - name: bounded
+    emptyDir: {medium: Memory}
 ---
 apiVersion: v1
 kind: Pod
@@ -487,6 +490,19 @@ spec:
         "{out}"
     );
     assert!(!out.contains("tmpfs /disk"), "{out}");
+    // Without a sizeLimit a tmpfs is as big as the Pod's memory limit: an emptyDir, and the
+    // service account token's projected volume too.
+    let (out, _) = sh(
+        &c,
+        "mem",
+        "grep -E ' /(bounded|var/run/secrets/kubernetes.io/serviceaccount) ' /proc/mounts",
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("tmpfs ") && l.contains("size=65536k")),
+        "{out}"
+    );
     let (_, err) = sh(&c, "mem", "dd if=/dev/zero of=/fast/big bs=1k count=2048");
     assert!(err.contains("No space left on device"), "{err}");
 
@@ -867,6 +883,14 @@ spec:
     // The emptyDir gains setgid and the group; the 0400 key becomes 0440 and readable by the
     // group; a new file inherits the group.
     assert_eq!(out, "2777 1234\n440 1234\nv\n1234\n", "{err}");
+    // The token belongs to the Pod's one user (kubelet's FsUser): 0600, then the group's read
+    // bit; the other files of the volume stay root's.
+    let (out, err) = sh(
+        &c,
+        "grouped",
+        "cd /var/run/secrets/kubernetes.io/serviceaccount && stat -L -c '%n %a %u %g' token ca.crt && head -c 3 token",
+    );
+    assert_eq!(out, "token 640 1000 1234\nca.crt 644 0 1234\neyJ", "{err}");
 }
 
 #[test]
