@@ -9,7 +9,7 @@ use crate::spec::{self, SandboxPaths, SpecInput};
 use async_trait::async_trait;
 use nix::mount::MsFlags;
 use runtime::{
-    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, SandboxConfig,
+    ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, Propagation, SandboxConfig,
     SandboxStatus, StreamRequest, StreamSession,
 };
 use std::net::IpAddr;
@@ -341,6 +341,15 @@ impl Inner {
             return Err(Error::InvalidConfig(format!(
                 "sandbox {sandbox_id} is not ready"
             )));
+        }
+        if config
+            .mounts
+            .iter()
+            .any(|m| m.propagation != Propagation::Private)
+        {
+            let table = std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(Error::io("read", Path::new("/proc/self/mountinfo")))?;
+            spec::check_propagation(&config.mounts, &table)?;
         }
         let image = self
             .cfg

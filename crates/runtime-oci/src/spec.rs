@@ -348,6 +348,58 @@ pub(crate) fn bounding_set() -> u64 {
 }
 
 /// Builds the OCI spec.
+/// Refuses a propagating mount whose host path sits on a mount that cannot propagate, as
+/// containerd does: `Bidirectional` needs a shared mount, `HostToContainer` a shared or slave
+/// one. `mountinfo` is the text of /proc/self/mountinfo.
+pub(crate) fn check_propagation(mounts: &[runtime::Mount], mountinfo: &str) -> Result<()> {
+    for m in mounts {
+        let (wanted, kinds): (&str, &[&str]) = match m.propagation {
+            Propagation::Private => continue,
+            Propagation::HostToContainer => ("a shared or slave", &["shared:", "master:"]),
+            Propagation::Bidirectional => ("a shared", &["shared:"]),
+        };
+        let path = m
+            .host_path
+            .canonicalize()
+            .unwrap_or_else(|_| m.host_path.clone());
+        let Some((mount_point, optional)) = mount_of(mountinfo, &path) else {
+            continue;
+        };
+        if !optional
+            .split(' ')
+            .any(|field| kinds.iter().any(|k| field.starts_with(k)))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "path {:?} is mounted on {mount_point:?} but it is not {wanted} mount",
+                m.host_path.display().to_string()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The mount that holds `path`: its mount point and optional fields (`shared:1 master:2`).
+/// The deepest mount point wins, and of several on one point the last listed, the one on top.
+fn mount_of(mountinfo: &str, path: &Path) -> Option<(String, String)> {
+    let mut best: Option<(String, String)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(end) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let Some(point) = fields.get(4).map(|p| p.replace("\\040", " ")) else {
+            continue;
+        };
+        let deeper = best.as_ref().is_none_or(|(b, _)| {
+            Path::new(&point).components().count() >= Path::new(b).components().count()
+        });
+        if path.starts_with(&point) && deeper {
+            best = Some((point, fields.get(6..end).unwrap_or_default().join(" ")));
+        }
+    }
+    best
+}
+
 pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
     let config = input.config;
     let security = &config.security;
@@ -600,6 +652,44 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn propagating_mounts_need_a_mount_that_propagates() {
+        let table = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /srv rw,relatime - tmpfs tmpfs rw
+31 22 0:41 / /slave rw,relatime master:7 - tmpfs tmpfs rw
+32 30 0:42 / /srv/shared rw,relatime shared:9 - tmpfs tmpfs rw
+";
+        let mount = |path: &str, propagation| runtime::Mount {
+            container_path: "/m".into(),
+            host_path: path.into(),
+            read_only: false,
+            recursive_read_only: false,
+            propagation,
+        };
+        let check =
+            |path, p| check_propagation(&[mount(path, p)], table).map_err(|e| e.to_string());
+        assert!(check("/data/x", Propagation::Bidirectional).is_ok());
+        assert!(check("/srv/shared/x", Propagation::Bidirectional).is_ok());
+        assert!(check("/srv/x", Propagation::Private).is_ok());
+        assert!(check("/slave/x", Propagation::HostToContainer).is_ok());
+        assert_eq!(
+            check("/srv/x", Propagation::Bidirectional),
+            Err(r#"path "/srv/x" is mounted on "/srv" but it is not a shared mount"#.into())
+        );
+        assert_eq!(
+            check("/slave/x", Propagation::Bidirectional),
+            Err(r#"path "/slave/x" is mounted on "/slave" but it is not a shared mount"#.into())
+        );
+        assert_eq!(
+            check("/srv/x", Propagation::HostToContainer),
+            Err(
+                r#"path "/srv/x" is mounted on "/srv" but it is not a shared or slave mount"#
+                    .into()
+            )
+        );
+    }
 
     fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
         ImageConfig {
