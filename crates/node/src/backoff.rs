@@ -13,6 +13,12 @@ pub const INITIAL: Duration = Duration::from_secs(10);
 /// kubelet's `MaxContainerBackOff` (and image back-off cap).
 pub const MAX: Duration = Duration::from_secs(300);
 
+/// The volume manager's first retry of a failed mount (kubelet's exponentialbackoff
+/// `initialDurationBeforeRetry`).
+pub const VOLUME_INITIAL: Duration = Duration::from_millis(500);
+/// Its cap (`maxDurationBeforeRetry`, 2m2s).
+pub const VOLUME_MAX: Duration = Duration::from_secs(122);
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     delay: Duration,

@@ -84,12 +84,18 @@ fn uid_of(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
 }
 
-/// Makes every volume of the Pod ready, and rewrites the atomic-writer ones whose content
-/// changed (idempotent). `sources` holds the ConfigMaps and Secrets that
+/// Makes every volume of the Pod that is `due` ready, and rewrites the atomic-writer ones whose
+/// content changed (idempotent). `sources` holds the ConfigMaps and Secrets that
 /// [`payload::references`] names. Each volume is tried, whatever befell the others; the
 /// failures are returned, which kubelet shows as
 /// `MountVolume.SetUp failed for volume "<vol>" : <message>`.
-pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec<SetupError> {
+pub fn setup(
+    root: &Path,
+    pod: &Pod,
+    sources: &Sources,
+    ctx: &EnvContext,
+    due: &dyn Fn(&str) -> bool,
+) -> Vec<SetupError> {
     let uid = uid_of(pod);
     let spec = pod.spec.as_ref();
     let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
@@ -99,7 +105,7 @@ pub fn setup(root: &Path, pod: &Pod, sources: &Sources, ctx: &EnvContext) -> Vec
         .and_then(|g| u32::try_from(g).ok());
     let tmpfs = |size_limit: Option<&str>| tmpfs_options(pod, size_limit, &ctx.allocatable_memory);
     let mut failures = Vec::new();
-    for v in volumes {
+    for v in volumes.iter().filter(|v| due(&v.name)) {
         let result = if let Some(e) = &v.empty_dir {
             let options = tmpfs(e.size_limit.as_ref().map(|q| q.0.as_str()));
             setup_empty_dir(root, uid, v, fs_group, &options)
@@ -913,14 +919,14 @@ mod tests {
         let root = tmp.path().join("node");
         let p = pod(tmp.path());
         let ctx = EnvContext::default();
-        assert_eq!(setup(&root, &p, &sources(), &ctx), []);
+        assert_eq!(setup(&root, &p, &sources(), &ctx, &|_| true), []);
         let dir = empty_dir_path(&root, "u1", "cache");
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o777
         );
         fs::write(dir.join("f"), "x").unwrap();
-        assert_eq!(setup(&root, &p, &sources(), &ctx), []);
+        assert_eq!(setup(&root, &p, &sources(), &ctx, &|_| true), []);
         assert_eq!(fs::read_to_string(dir.join("f")).unwrap(), "x");
         assert!(tmp.path().join("host/data").is_dir());
 

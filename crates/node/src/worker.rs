@@ -9,7 +9,7 @@
 //! grace, SIGKILL), its sandbox and volumes removed, and only then is the API object deleted;
 //! the worker then ends and its UID is never started again.
 
-use crate::backoff::Backoff;
+use crate::backoff::{self, Backoff};
 use crate::env::{self, EnvContext};
 use crate::events::{EventType, Recorder};
 use crate::format;
@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodStatus, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use runtime::{ContainerConfig, ContainerState, Resources, SandboxConfig, Security, labels};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -89,6 +89,10 @@ pub struct PodWorker {
     images: HashMap<String, ImageRef>,
     last_pull_error: HashMap<String, String>,
     crash: Backoff,
+    /// Failed volume set-ups by volume name: each is tried again only when its back-off ends.
+    mounts: Backoff,
+    /// The volumes whose last set-up failed and that were never set up: they hold the containers.
+    unmounted: BTreeSet<String>,
     written: Option<PodStatus>,
     /// Service account tokens already fetched, with when to fetch them again.
     tokens: HashMap<payload::TokenRequest, (String, Instant)>,
@@ -115,6 +119,8 @@ pub fn spawn(shared: Arc<Shared>, pod: Desired, shutdown: CancellationToken) -> 
         images: HashMap::new(),
         last_pull_error: HashMap::new(),
         crash: Backoff::default(),
+        mounts: Backoff::new(backoff::VOLUME_INITIAL, backoff::VOLUME_MAX),
+        unmounted: BTreeSet::new(),
         written: None,
         tokens: HashMap::new(),
         evicted: None,
@@ -408,12 +414,23 @@ impl PodWorker {
         tracing::debug!(uid = %self.uid, "sync");
         let mut next = self.shared.resync;
         let recorder = self.shared.recorder.clone();
-        let failures = match self.volume_sources(pod).await {
+        let sources = self.volume_sources(pod).await;
+        let now = SystemTime::now();
+        let due = |name: &str| self.mounts.in_backoff_since_update(name, now).is_none();
+        let names: Vec<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .map(|v| v.name.clone())
+            .filter(|n| due(n))
+            .collect();
+        let (failures, sources_failed) = match sources {
             Ok(sources) => {
                 let ctx = self.env_context(None);
-                volumes::setup(&self.shared.root, pod, &sources, &ctx)
+                let failures = volumes::setup(&self.shared.root, pod, &sources, &ctx, &due);
+                (failures, false)
             }
-            Err(e) => vec![e],
+            Err(e) => (vec![e], true),
         };
         for e in &failures {
             recorder.record(
@@ -427,12 +444,39 @@ impl PodWorker {
                 ),
             );
         }
-        if !failures.is_empty() {
+        if sources_failed {
             next = Duration::from_secs(2);
+        } else {
+            // Each volume backs off on its own (kubelet's volume manager): 500 ms doubling
+            // to 2m2s, forgotten once it is set up.
+            for name in names {
+                match failures.iter().find(|e| e.volume == name) {
+                    Some(e) => {
+                        next = next.min(self.mounts.next(&name, now, now));
+                        if e.mounted {
+                            self.unmounted.remove(&name);
+                        } else {
+                            self.unmounted.insert(name);
+                        }
+                    }
+                    None => {
+                        self.mounts.reset(&name);
+                        self.unmounted.remove(&name);
+                    }
+                }
+            }
+            if let Some(wait) = self
+                .unmounted
+                .iter()
+                .filter_map(|n| self.mounts.in_backoff_since_update(n, now))
+                .min()
+            {
+                next = next.min(wait);
+            }
         }
         // No container starts before every volume is set up; one that was set up before and
         // failed to update keeps serving the running containers.
-        if failures.iter().any(|e| !e.mounted) {
+        if sources_failed || !self.unmounted.is_empty() {
             if let Some(actual) = self.actual().await {
                 self.write_status(pod, &actual).await;
             }

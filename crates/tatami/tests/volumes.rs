@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Cluster, eventually};
+use std::time::Duration;
 
 /// `sh -c script` in the Pod's container; (stdout, stderr).
 fn sh(c: &Cluster, pod: &str, script: &str) -> (String, String) {
@@ -295,21 +296,23 @@ spec:
 "#,
     );
     let expected_cloud = r#"MountVolume.SetUp failed for volume "disk" : volume kind gcePersistentDisk is not served on this node: it needs a cloud disk and the CSI driver pd.csi.storage.gke.io, and this node has neither"#;
+    let cloud_events = || {
+        c.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=cloud",
+            "-o",
+            "jsonpath={range .items[*]}{.count} {.message}{\"\\n\"}{end}",
+        ])
+        .stdout
+    };
     assert!(
-        eventually(30, || c
-            .kubectl(&[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=cloud",
-                "-o",
-                "jsonpath={.items[*].message}"
-            ])
-            .stdout
-            .contains(expected_cloud)),
+        eventually(30, || cloud_events().contains(expected_cloud)),
         "{}",
         c.kubectl(&["get", "events"]).stdout
     );
+    let first_failure = std::time::Instant::now();
 
     // Once it exists, the next sync mounts it and the Pod runs.
     c.kubectl(&["create", "configmap", "nope", "--from-literal=k=v"])
@@ -320,6 +323,17 @@ spec:
         c.kubectl(&["describe", "pod", "waits"]).stdout
     );
     assert_eq!(sh(&c, "waits", "cat /etc/cfg/k").0, "v");
+
+    // The cloud disk is retried with kubelet's back-off, 500 ms doubling: by 20 s at most the
+    // tries at 0, 0.5, 1.5, 3.5, 7.5 and 15.5 s (a fixed 2 s retry would have made 11).
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(first_failure.elapsed()));
+    let listed = cloud_events();
+    let tries: u32 = listed
+        .lines()
+        .find(|l| l.ends_with(expected_cloud))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or_default();
+    assert!((3..=7).contains(&tries), "{listed}");
 }
 
 #[test]
@@ -976,6 +990,76 @@ spec:
         in_container("maker", "umount /shared/m && echo gone").stdout,
         "gone\n"
     );
+
+    // A Bidirectional hostPath on a private mount of the node could not propagate: the
+    // container is refused with containerd's words.
+    let private = tempfile::tempdir().unwrap();
+    let private_dir = private.path().canonicalize().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(run(&[
+        "-t",
+        "tmpfs",
+        "tmpfs",
+        private_dir.to_str().unwrap()
+    ]));
+    assert!(run(&["--make-private", private_dir.to_str().unwrap()]));
+    let host_path = private_dir.join("data");
+    c.apply(
+        "unshared",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: unshared
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: maker
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    securityContext: {{privileged: true}}
+    volumeMounts: [{{name: h, mountPath: /h, mountPropagation: Bidirectional}}]
+  volumes:
+  - name: h
+    hostPath: {{path: {}, type: DirectoryOrCreate}}
+"#,
+            host_path.display()
+        ),
+    );
+    let expected = format!(
+        "path {:?} is mounted on {:?} but it is not a shared mount",
+        host_path.display().to_string(),
+        private_dir.display().to_string()
+    );
+    let reason = || {
+        c.kubectl(&[
+            "get",
+            "pod",
+            "unshared",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}",
+        ])
+        .stdout
+    };
+    let refused = eventually(30, || {
+        reason() == format!("CreateContainerError: {expected}")
+    });
+    c.kubectl(&["delete", "pod", "unshared", "--wait"]);
+    assert!(
+        std::process::Command::new("umount")
+            .arg(&private_dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(refused, "{}", reason());
 }
 
 #[test]
