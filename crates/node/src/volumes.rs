@@ -978,7 +978,13 @@ mod tests {
             ], "containers": [{"name": "c", "image": "busybox"}]}
         }))
         .unwrap();
-        let failures = setup(tmp.path(), &p, &Sources::default(), &EnvContext::default());
+        let failures = setup(
+            tmp.path(),
+            &p,
+            &Sources::default(),
+            &EnvContext::default(),
+            &|_| true,
+        );
         let messages: Vec<&str> = failures.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(
             messages,
