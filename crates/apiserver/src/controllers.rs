@@ -64,6 +64,65 @@ async fn ensure_root_ca(state: &State, ns: &str) -> ApiResult<()> {
     }
 }
 
+/// The `kubernetes` Service of the `default` namespace and its Endpoints (kube-apiserver's
+/// own controller): where Pods reach the API server, `ip:port`. Kept in step with the
+/// address this start serves on.
+pub async fn ensure_kubernetes_service(state: &State, ip: &str, port: u16) -> ApiResult<()> {
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+            "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+            "ports": [{"name": "https", "port": port, "protocol": "TCP", "targetPort": port}]},
+        "status": {"loadBalancer": {}}});
+    let endpoints = json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    ensure_system_object(&state.objects, resource("services"), service, "spec").await?;
+    ensure_system_object(&state.objects, resource("endpoints"), endpoints, "subsets").await
+}
+
+/// Creates `desired`, or rewrites the stored object when its `field` differs.
+async fn ensure_system_object(
+    objects: &Objects,
+    r: &Resource,
+    mut desired: Value,
+    field: &str,
+) -> ApiResult<()> {
+    let name = desired["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ns = desired["metadata"]["namespace"]
+        .as_str()
+        .map(str::to_string);
+    match objects.try_get(r, ns.as_deref(), &name).await? {
+        None => {
+            stamp(&mut desired);
+            match objects.create(r, desired).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.reason == "AlreadyExists" => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Some(stored) if stored[field] == desired[field] => Ok(()),
+        Some(mut stored) => {
+            let revision = stored["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default();
+            stored[field] = desired[field].take();
+            if let Some(m) = stored["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            objects.update(r, stored, revision).await.map(|_| ())
+        }
+    }
+}
+
 /// The ConfigMap name of the cluster's CA in every namespace.
 const ROOT_CA: &str = "kube-root-ca.crt";
 

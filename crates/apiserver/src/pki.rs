@@ -1,5 +1,6 @@
 //! The cluster's certificates: a CA made on first start, a serving certificate for loopback, and
 //! the admin's client certificate for the kubeconfig. Kept as PEM files in `DIR/pki/`, keys 0600.
+//! The certificate Pods see ([`Pki::serving_certificate`]) is made at each start instead.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -120,48 +121,73 @@ impl Pki {
     pub fn generate() -> Result<Pki, PkiError> {
         let err = |what| move |source| PkiError::Generate { what, source };
         let ca_key = KeyPair::generate().map_err(err("ca key"))?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca"))?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "tatami-ca");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        let ca_params = ca_params()?;
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err("ca"))?;
         let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
-
-        let server_key = KeyPair::generate().map_err(err("server key"))?;
-        let mut server_params = CertificateParams::new(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ])
-        .map_err(err("server"))?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        server_params.not_after = rcgen::date_time_ymd(2125, 1, 1);
-        let server_cert = server_params
-            .signed_by(&server_key, &issuer)
-            .map_err(err("server"))?;
-
+        let (server_cert, server_key) = server_certificate(
+            &issuer,
+            &["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        )?;
         let (admin_cert, admin_key) =
             client_certificate(&issuer, "kubernetes-admin", &["system:masters"])?;
         Ok(Pki {
             ca_cert: ca_cert.pem(),
             ca_key: ca_key_pem,
-            server_cert: server_cert.pem(),
-            server_key: server_key.serialize_pem(),
+            server_cert,
+            server_key,
             admin_cert,
             admin_key,
         })
     }
+
+    /// A serving certificate for `names` (DNS names and IP addresses), signed by the CA:
+    /// (certificate PEM, key PEM). Made afresh at each start for addresses that may change.
+    pub fn serving_certificate(&self, names: &[String]) -> Result<(String, String), PkiError> {
+        let ca_key = KeyPair::from_pem(&self.ca_key).map_err(|source| PkiError::Generate {
+            what: "ca key",
+            source,
+        })?;
+        // The CA's own parameters name the issuer; with its key they sign as the CA did.
+        server_certificate(&Issuer::new(ca_params()?, ca_key), names)
+    }
+}
+
+/// The CA's parameters (its certificate is made once, from these).
+fn ca_params() -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|source| PkiError::Generate { what: "ca", source })?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "tatami-ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    Ok(params)
+}
+
+/// The API server's certificate for `names`, signed by the CA: (certificate PEM, key PEM).
+fn server_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    names: &[String],
+) -> Result<(String, String), PkiError> {
+    let err = |source| PkiError::Generate {
+        what: "server",
+        source,
+    };
+    let key = KeyPair::generate().map_err(err)?;
+    let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    let cert = params.signed_by(&key, issuer).map_err(err)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// A client certificate for `user` in `groups`, signed by the CA: (certificate PEM, key PEM).
@@ -222,5 +248,48 @@ mod tests {
             assert_eq!(mode, 0o600, "{f}");
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_serving_certificate_made_later_chains_to_the_stored_ca() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+        let pki = Pki::generate().unwrap();
+        let (cert, _key) = pki
+            .serving_certificate(&["10.1.0.1".into(), "kubernetes.default.svc".into()])
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let leaf = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        for name in ["10.1.0.1", "kubernetes.default.svc"] {
+            verifier
+                .verify_server_cert(
+                    &leaf,
+                    &[],
+                    &ServerName::try_from(name).unwrap(),
+                    &[],
+                    UnixTime::now(),
+                )
+                .unwrap();
+        }
+        assert!(
+            verifier
+                .verify_server_cert(
+                    &leaf,
+                    &[],
+                    &ServerName::try_from("localhost").unwrap(),
+                    &[],
+                    UnixTime::now()
+                )
+                .is_err()
+        );
     }
 }

@@ -81,6 +81,15 @@ pub fn resource(plural: &str) -> &'static Resource {
 /// The rustls configuration: our serving certificate, client certificates verified against
 /// our CA (optional, so that unauthenticated requests reach us and get a 401).
 pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServeError> {
+    tls_config_with(pki, &pki.server_cert, &pki.server_key)
+}
+
+/// As [`tls_config`], serving `cert` and `key` (PEM) instead of the loopback certificate.
+pub fn tls_config_with(
+    pki: &Pki,
+    cert: &str,
+    key: &str,
+) -> Result<rustls::ServerConfig, ServeError> {
     let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -93,11 +102,10 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServeError> {
     .allow_unauthenticated()
     .build()
     .map_err(|e| tls(&e))?;
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).map_err(|e| tls(&e))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| tls(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?

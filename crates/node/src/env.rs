@@ -30,6 +30,32 @@ pub struct EnvContext {
     /// The annotations kubelet adds to its own copy of the Pod (`kubernetes.io/config.seen`,
     /// `kubernetes.io/config.source`), which the downward API shows with the Pod's own.
     pub node_annotations: BTreeMap<String, String>,
+    /// Service variables (`KUBERNETES_SERVICE_HOST`, ...): after the container's own, unless
+    /// it sets them itself, and known to its `$(VAR)` references.
+    pub service_env: Vec<(String, String)>,
+}
+
+/// The variables kubelet gives every container for the `kubernetes` Service at `ip:port`
+/// (pkg/kubelet/envvars FromServices, the port named `https`).
+pub fn kubernetes_service_env(ip: &str, port: u16) -> Vec<(String, String)> {
+    let url = format!("tcp://{ip}:{port}");
+    [
+        ("KUBERNETES_SERVICE_HOST".to_string(), ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT".to_string(), port.to_string()),
+        (
+            "KUBERNETES_SERVICE_PORT_HTTPS".to_string(),
+            port.to_string(),
+        ),
+        ("KUBERNETES_PORT".to_string(), url.clone()),
+        (format!("KUBERNETES_PORT_{port}_TCP"), url),
+        (
+            format!("KUBERNETES_PORT_{port}_TCP_PROTO"),
+            "tcp".to_string(),
+        ),
+        (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
+        (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip.to_string()),
+    ]
+    .into()
 }
 
 /// The ConfigMap and Secret names a container's environment reads: (config maps, secrets).
@@ -157,7 +183,15 @@ pub fn resolve(
     for var in container.env.iter().flatten() {
         let value = if let Some(v) = &var.value {
             let known = values.clone();
-            expand(v, &|name| known.get(name).cloned())
+            let service = |name: &str| {
+                ctx.service_env
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            expand(v, &|name| {
+                known.get(name).cloned().or_else(|| service(name))
+            })
         } else if let Some(from) = &var.value_from {
             if let Some(f) = &from.field_ref {
                 field_value(pod, &f.field_path, ctx)?
@@ -211,6 +245,11 @@ pub fn resolve(
             String::new()
         };
         set(&mut order, &mut values, var.name.clone(), value);
+    }
+    for (k, v) in &ctx.service_env {
+        if !values.contains_key(k) {
+            set(&mut order, &mut values, k.clone(), v.clone());
+        }
     }
     Ok(order
         .into_iter()

@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub runtime_version: String,
     /// The streaming server to start, if any.
     pub streaming: Option<Streaming>,
+    /// Where Pods reach the API server (the `kubernetes` Service's address and port), given to
+    /// every container as `KUBERNETES_SERVICE_HOST` and the rest of kubelet's service variables.
+    pub api_service: Option<(String, u16)>,
 }
 
 impl NodeConfig {
@@ -89,6 +92,7 @@ impl NodeConfig {
             resync: Duration::from_secs(10),
             runtime_version: node::probe_runc_version("runc"),
             streaming: None,
+            api_service: None,
         }
     }
 }
@@ -130,6 +134,7 @@ impl Agent {
             resync,
             runtime_version,
             streaming,
+            api_service,
         } = self.config;
         std::fs::create_dir_all(root.join("pods"))
             .map_err(Error::io("create node state dir", &root))?;
@@ -177,6 +182,9 @@ impl Agent {
             host_ip: info.ip.clone(),
             allocatable_cpu,
             allocatable_memory,
+            service_env: api_service
+                .map(|(ip, port)| env::kubernetes_service_env(&ip, port))
+                .unwrap_or_default(),
             recorder,
             image_backoff: Mutex::new(backoff::Backoff::default()),
             resync,

@@ -48,6 +48,8 @@ pub struct Shared {
     pub allocatable_cpu: String,
     /// Allocatable memory.
     pub allocatable_memory: String,
+    /// The `kubernetes` Service's variables every container gets.
+    pub service_env: Vec<(String, String)>,
     /// Events as `kubelet`.
     pub recorder: Recorder,
     /// Image pull back-off by `<uid>_<image>`, shared as kubelet's image manager's is.
@@ -739,6 +741,7 @@ impl PodWorker {
             pod_ip: pod_ip.unwrap_or("").to_string(),
             allocatable_cpu: self.shared.allocatable_cpu.clone(),
             allocatable_memory: self.shared.allocatable_memory.clone(),
+            service_env: self.shared.service_env.clone(),
             node_annotations: [
                 ("kubernetes.io/config.seen".to_string(), self.seen.clone()),
                 ("kubernetes.io/config.source".to_string(), "api".to_string()),

@@ -65,6 +65,18 @@ impl OciRuntime {
         &self.inner.cfg.root
     }
 
+    /// Makes the Pod network's bridge if it is not there and returns its address, where the
+    /// node serves the Pods (the API server's address inside the cluster).
+    pub fn ensure_pod_network(&self) -> runtime::Result<std::net::Ipv4Addr> {
+        let _guard = self
+            .inner
+            .net_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        network::ensure_bridge(&self.inner.cfg.network)?;
+        Ok(self.inner.cfg.network.gateway)
+    }
+
     /// For `tatami down`: kills every container, removes every sandbox and container (log
     /// files stay), unmounts everything the runtime mounted, and removes the bridge. Goes on
     /// past failures and returns the first.

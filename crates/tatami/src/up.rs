@@ -89,6 +89,13 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     });
     node::volumes::share_root(&dir.node())
         .context("cannot make the node's directory a shared mount")?;
+    let api_service = match serve_pods(&runtime, &pki, &state, shutdown.clone()).await {
+        Ok(address) => Some(address),
+        Err(e) => {
+            tracing::warn!("Pods cannot reach the API server: {e:#}");
+            None
+        }
+    };
     let mut config = node::NodeConfig::new(
         &name,
         dir.node(),
@@ -97,6 +104,7 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         runtime,
         Arc::new(images),
     );
+    config.api_service = api_service;
     config.streaming = Some(node::Streaming {
         listener: streaming,
         context,
@@ -137,6 +145,47 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     drop(pid_file);
     Ok(())
+}
+
+/// The port Pods reach the API server on, as on Kubernetes (the `kubernetes` Service's).
+const POD_API_PORT: u16 = 443;
+
+/// Serves the API to the Pods, on the Pod network's gateway with a certificate for that address
+/// and the `kubernetes.default` names, and records it as the `kubernetes` Service; returns
+/// the address and port.
+async fn serve_pods(
+    runtime: &runtime_oci::OciRuntime,
+    pki: &Pki,
+    state: &Arc<apiserver::State>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(String, u16)> {
+    let gateway = runtime
+        .ensure_pod_network()
+        .context("cannot make the Pod network")?
+        .to_string();
+    let names: Vec<String> = [
+        gateway.as_str(),
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .map(String::from)
+    .into();
+    let (cert, key) = pki
+        .serving_certificate(&names)
+        .context("cannot make the certificate Pods see")?;
+    let tls = apiserver::tls_config_with(pki, &cert, &key).context("cannot configure TLS")?;
+    let listener = tokio::net::TcpListener::bind((gateway.as_str(), POD_API_PORT))
+        .await
+        .with_context(|| format!("cannot listen on {gateway}:{POD_API_PORT}"))?;
+    tokio::spawn(apiserver::serve(listener, state.clone(), tls, async move {
+        shutdown.cancelled().await
+    }));
+    apiserver::controllers::ensure_kubernetes_service(state, &gateway, POD_API_PORT)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record the kubernetes Service: {}", e.message))?;
+    Ok((gateway, POD_API_PORT))
 }
 
 /// The pid file of a running `up`, removed when dropped. Claiming fails while another live

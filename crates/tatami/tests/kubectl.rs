@@ -412,9 +412,51 @@ fn discovery_explain_get_all_and_events() {
         "{explain}"
     );
 
+    // Every cluster has the `kubernetes` Service, where Pods reach the API server.
     let all = c.kubectl(&["get", "all"]);
-    assert_eq!(all.ok(), "");
-    assert_eq!(all.stderr, "No resources found in default namespace.\n");
+    let all = all.ok();
+    let endpoints = c.kubectl(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}",
+    ]);
+    let endpoints = endpoints.ok();
+    let rows: Vec<Vec<&str>> = all
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{all}");
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{all}"
+    );
+    assert_eq!(
+        rows[1][..5],
+        [
+            "service/kubernetes",
+            "ClusterIP",
+            endpoints,
+            "<none>",
+            "443/TCP"
+        ],
+        "{all}"
+    );
+    let empty = c.kubectl(&["get", "all", "-n", "kube-public"]);
+    assert_eq!(empty.ok(), "");
+    assert_eq!(
+        empty.stderr,
+        "No resources found in kube-public namespace.\n"
+    );
 
     let event = c.file(
         "ev.yaml",

@@ -548,12 +548,37 @@ fn token_kubeconfig(c: &Cluster, token: &str) -> std::path::PathBuf {
             .unwrap()
             .to_string()
     };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-        field("server"),
+    let ca = format!(
+        "certificate-authority-data: {}",
         field("certificate-authority-data")
     );
-    c.file("token-kubeconfig", &text)
+    kubeconfig_with(c, &field("server"), &ca, token)
+}
+
+/// The network namespace of the Pod named `pod` (its sandbox's, as the runtime pins it).
+fn pod_netns(c: &Cluster, pod: &str) -> std::path::PathBuf {
+    let sandboxes = c.data().join("runtime/sandboxes");
+    std::fs::read_dir(&sandboxes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("sandbox.json"))
+                .is_ok_and(|t| t.contains(&format!("\"pod_name\": \"{pod}\"")))
+        })
+        .unwrap_or_else(|| panic!("no sandbox for {pod} in {}", sandboxes.display()))
+        .join("ns/net")
+}
+
+/// A kubeconfig for `server`, trusting the CA that `ca` names (a kubeconfig line), with
+/// `token` as the only credential.
+fn kubeconfig_with(c: &Cluster, server: &str, ca: &str, token: &str) -> std::path::PathBuf {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+    );
+    // A file of its own each, so no kubeconfig is overwritten while a test still uses it.
+    static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    c.file(&format!("token-kubeconfig-{n}"), &text)
 }
 
 #[test]
@@ -646,6 +671,51 @@ spec:
         as_pod(&["get", "pods", "-o", "name"])
             .ok()
             .contains("pod/withtoken")
+    );
+
+    // A client inside the Pod finds the API server as on Kubernetes: the `kubernetes`
+    // Service's variables, its address reached over the Pod network, the Pod's token.
+    let service = c
+        .kubectl(&[
+            "get",
+            "service",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+        ])
+        .stdout;
+    let (env, _) = sh(
+        &c,
+        "withtoken",
+        "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $KUBERNETES_PORT",
+    );
+    assert_eq!(env, format!("{service} tcp://{service}\n"));
+    // From the Pod's network namespace, a client with the Pod's token and ca.crt (kubectl's
+    // in-cluster configuration) lists the Pods. (The image's busybox wget cannot be that
+    // client: its TLS offers no signature algorithm a current server accepts.)
+    let ca_file = c.file("pod-ca.crt", &ca);
+    let in_cluster = kubeconfig_with(
+        &c,
+        &format!("https://{service}"),
+        &format!("certificate-authority: {}", ca_file.display()),
+        &token,
+    );
+    let netns = pod_netns(&c, "withtoken");
+    let listed = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["kubectl", "--kubeconfig", in_cluster.to_str().unwrap()])
+        .args(["get", "pods", "-o", "name"])
+        .envs(
+            c.kubectl_cmd(&[])
+                .get_envs()
+                .filter_map(|(k, v)| Some((k, v?))),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("pod/withtoken"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
     );
     let forged = token_kubeconfig(&c, &format!("{token}x"));
     let refused = c.kubectl(&["--kubeconfig", forged.to_str().unwrap(), "get", "pods"]);
