@@ -173,12 +173,71 @@ mod tests {
         );
     }
 
+    /// CVE-2021-25741: a container swaps a directory of the subPath for a symlink out of the
+    /// volume while the node sets the subPath up. Every bind made must show the volume's own
+    /// directory, never the one the symlink leads to.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_during_setup_never_leads_out() {
+        assert!(root_only(), "this test needs root, for mounts");
+        let tmp = tempfile::tempdir().unwrap();
+        let vol = tmp.path().join("vol");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(vol.join("swap/inner")).unwrap();
+        fs::write(vol.join("swap/inner/marker"), "inside").unwrap();
+        fs::create_dir_all(outside.join("inner")).unwrap();
+        fs::write(outside.join("inner/marker"), "outside").unwrap();
+        std::os::unix::fs::symlink(&outside, vol.join("link")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (vol, stop) = (vol.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut swaps = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The directory and the symlink trade places atomically.
+                    nix::fcntl::renameat2(
+                        nix::fcntl::AT_FDCWD,
+                        &vol.join("swap"),
+                        nix::fcntl::AT_FDCWD,
+                        &vol.join("link"),
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .unwrap();
+                    swaps += 1;
+                }
+                swaps
+            })
+        };
+        let target = tmp.path().join("subpaths/v/c/0");
+        let (mut bound, mut refused) = (0, 0);
+        for _ in 0..2000 {
+            match bind(&vol, "swap/inner", &target) {
+                Ok(()) => {
+                    bound += 1;
+                    let seen = fs::read_to_string(target.join("marker")).unwrap();
+                    unmount(&target);
+                    assert_eq!(seen, "inside", "a bind led out of the volume");
+                }
+                Err(e) => {
+                    assert_eq!(e, Failure::Prepare);
+                    refused += 1;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        assert!(
+            bound > 0 && refused > 0,
+            "the race was not run: {bound} bound, {refused} refused, {swaps} swaps"
+        );
+        assert!(
+            !outside.join("inner/swap").exists() && !outside.join("swap").exists(),
+            "a directory was made outside the volume"
+        );
+    }
+
     #[test]
     fn a_bind_shows_the_subpath_and_is_replaced_on_the_next() {
-        if !root_only() {
-            eprintln!("skipped: needs root for mounts");
-            return;
-        }
+        assert!(root_only(), "this test needs root, for mounts");
         let tmp = tempfile::tempdir().unwrap();
         let vol = tmp.path().join("vol");
         fs::create_dir_all(&vol).unwrap();
