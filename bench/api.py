@@ -107,6 +107,7 @@ class Tatami:
     """A `tatami up` on one data dir; start() returns the seconds from spawn to /readyz ok."""
 
     live = []  # every process started and not yet reaped, for the final clean-up
+    started = []  # every instance started, for `tatami down` at the end
 
     def __init__(self, binary, data_dir):
         self.binary = binary
@@ -119,6 +120,7 @@ class Tatami:
         self.kubeconfig_s = None  # spawn to kubeconfig written, of the last start
 
     def start(self):
+        Tatami.started.append(self)
         kubeconfig = os.path.join(self.data_dir, "kubeconfig")
         if os.path.exists(kubeconfig):
             os.unlink(kubeconfig)  # a stale one from the previous run would name the old port
@@ -204,6 +206,12 @@ class Tatami:
             return
         stop_process(self.proc)
         self.proc = None
+
+    def down(self):
+        """`tatami down`: what `up` made on the node (its mounts, its Pod network) goes too."""
+        self.stop()
+        subprocess.run([self.binary, "down", "--data-dir", self.data_dir], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
 
 
 def stop_process(proc):
@@ -447,7 +455,7 @@ def bench(args, workdir):
             times.append(t.start())
             kc_times.append(t.kubeconfig_s)
         finally:
-            t.stop()
+            t.down()
         shutil.rmtree(d, ignore_errors=True)
     rows.append((f"`tatami up` → /readyz ok, fresh data dir ({args.starts} starts)", spread(times), "< 300 ms", ""))
     rows.append(("  of which: spawn → kubeconfig written", spread(kc_times), "", ""))
@@ -615,6 +623,9 @@ def main():
     finally:
         for proc in list(Tatami.live):
             stop_process(proc)
+        for t in Tatami.started:
+            if os.path.isdir(t.data_dir):
+                t.down()
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -65,16 +65,19 @@ impl OciRuntime {
         &self.inner.cfg.root
     }
 
-    /// Makes the Pod network's bridge if it is not there and returns its address, where the
-    /// node serves the Pods (the API server's address inside the cluster).
-    pub fn ensure_pod_network(&self) -> runtime::Result<std::net::Ipv4Addr> {
+    /// The Pod network's gateway: the node's address on the bridge, where Pods reach it.
+    pub fn pod_gateway(&self) -> std::net::Ipv4Addr {
+        self.inner.cfg.network.gateway
+    }
+
+    /// Makes the Pod network's bridge, with the gateway address, if it is not there.
+    pub fn ensure_pod_network(&self) -> runtime::Result<()> {
         let _guard = self
             .inner
             .net_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        network::ensure_bridge(&self.inner.cfg.network)?;
-        Ok(self.inner.cfg.network.gateway)
+        Ok(network::ensure_bridge(&self.inner.cfg.network)?)
     }
 
     /// For `tatami down`: kills every container, removes every sandbox and container (log

@@ -29,9 +29,16 @@ pub fn run(args: DataDirArgs) -> anyhow::Result<()> {
 }
 
 fn stop_containers(dir: &DataDir) -> anyhow::Result<()> {
-    if !dir.runtime().exists() {
-        return Ok(());
+    if dir.runtime().exists() {
+        stop_runtime(dir)?;
     }
+    // The in-memory volumes go with the containers; the next `up` writes them again.
+    node::volumes::unmount_all(&dir.node()).context("cannot unmount the Pods' volumes")?;
+    node::volumes::unshare_root(&dir.node()).context("cannot unmount the node's directory")
+}
+
+/// Kills every container and removes every sandbox, mount and network the runtime made.
+fn stop_runtime(dir: &DataDir) -> anyhow::Result<()> {
     let images = crate::image::open_store(dir, &Default::default())?;
     let runtime = crate::node::oci_runtime(dir, images)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -39,10 +46,7 @@ fn stop_containers(dir: &DataDir) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(runtime.shutdown_all())
-        .context("cannot stop the containers")?;
-    // The in-memory volumes go with the containers; the next `up` writes them again.
-    node::volumes::unmount_all(&dir.node()).context("cannot unmount the Pods' volumes")?;
-    node::volumes::unshare_root(&dir.node()).context("cannot unmount the node's directory")
+        .context("cannot stop the containers")
 }
 
 fn stop(dir: &DataDir) -> anyhow::Result<()> {

@@ -89,13 +89,17 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     });
     node::volumes::share_root(&dir.node())
         .context("cannot make the node's directory a shared mount")?;
-    let api_service = match serve_pods(&runtime, &pki, &state, shutdown.clone()).await {
-        Ok(address) => Some(address),
-        Err(e) => {
-            tracing::warn!("Pods cannot reach the API server: {e:#}");
-            None
-        }
-    };
+    // Served on the side: the node's start does not wait for the bridge and the certificate.
+    let gateway = runtime.pod_gateway().to_string();
+    {
+        let (runtime, pki, state) = (runtime.clone(), pki.clone(), state.clone());
+        let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_pods(&runtime, &pki, &state, &gateway, shutdown).await {
+                tracing::warn!("Pods cannot reach the API server: {e:#}");
+            }
+        });
+    }
     let mut config = node::NodeConfig::new(
         &name,
         dir.node(),
@@ -104,7 +108,7 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
         runtime,
         Arc::new(images),
     );
-    config.api_service = api_service;
+    config.api_service = Some((gateway, POD_API_PORT));
     config.streaming = Some(node::Streaming {
         listener: streaming,
         context,
@@ -150,21 +154,20 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
 /// The port Pods reach the API server on, as on Kubernetes (the `kubernetes` Service's).
 const POD_API_PORT: u16 = 443;
 
-/// Serves the API to the Pods, on the Pod network's gateway with a certificate for that address
-/// and the `kubernetes.default` names, and records it as the `kubernetes` Service; returns
-/// the address and port.
+/// Serves the API to the Pods on the Pod network's gateway, with a certificate for that address
+/// and the `kubernetes.default` names, and records it as the `kubernetes` Service.
 async fn serve_pods(
     runtime: &runtime_oci::OciRuntime,
     pki: &Pki,
     state: &Arc<apiserver::State>,
+    gateway: &str,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(String, u16)> {
-    let gateway = runtime
+) -> anyhow::Result<()> {
+    runtime
         .ensure_pod_network()
-        .context("cannot make the Pod network")?
-        .to_string();
+        .context("cannot make the Pod network")?;
     let names: Vec<String> = [
-        gateway.as_str(),
+        gateway,
         "kubernetes",
         "kubernetes.default",
         "kubernetes.default.svc",
@@ -176,16 +179,15 @@ async fn serve_pods(
         .serving_certificate(&names)
         .context("cannot make the certificate Pods see")?;
     let tls = apiserver::tls_config_with(pki, &cert, &key).context("cannot configure TLS")?;
-    let listener = tokio::net::TcpListener::bind((gateway.as_str(), POD_API_PORT))
+    let listener = tokio::net::TcpListener::bind((gateway, POD_API_PORT))
         .await
         .with_context(|| format!("cannot listen on {gateway}:{POD_API_PORT}"))?;
     tokio::spawn(apiserver::serve(listener, state.clone(), tls, async move {
         shutdown.cancelled().await
     }));
-    apiserver::controllers::ensure_kubernetes_service(state, &gateway, POD_API_PORT)
+    apiserver::controllers::ensure_kubernetes_service(state, gateway, POD_API_PORT)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot record the kubernetes Service: {}", e.message))?;
-    Ok((gateway, POD_API_PORT))
+        .map_err(|e| anyhow::anyhow!("cannot record the kubernetes Service: {}", e.message))
 }
 
 /// The pid file of a running `up`, removed when dropped. Claiming fails while another live
