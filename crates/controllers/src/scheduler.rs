@@ -250,7 +250,15 @@ impl Cache {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
-        if let Some(node) = node {
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if finished {
+            // A finished Pod holds no place on its node (kube-scheduler's cache drops it too).
+            self.pending.remove(&uid);
+            self.placed.remove(&uid);
+        } else if let Some(node) = node {
             self.pending.remove(&uid);
             self.placed.insert(uid, node);
         } else if wants_scheduling(&pod) {
@@ -634,6 +642,10 @@ mod tests {
         cache.pod_deleted(&with_uid("b", json!({})));
         assert!(cache.queue().is_empty());
         assert_eq!(cache.pods_per_node(), [("n1".to_string(), 1)].into());
+        let mut done = with_uid("a", json!({"nodeName": "n1"}));
+        done.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).unwrap());
+        cache.pod_changed(done);
+        assert!(cache.pods_per_node().is_empty());
         cache.node_changed(ready_node("n1"));
         cache.node_deleted(&ready_node("n1"));
         assert!(cache.nodes.is_empty());
