@@ -436,8 +436,15 @@ class PodRuns:
         self.cluster.kubectl("delete", "configmap", name, "--wait=false")
         return t
 
+    def running_containers(self):
+        """The ids of the containers runc still runs on the node."""
+        out = run(["runc", "--root", self.cluster.runc_root(), "list", "-f", "json"], check=False)
+        if out.returncode != 0:
+            return []
+        return [c["id"] for c in json.loads(out.stdout or "null") or [] if c.get("status") != "stopped"]
+
     def delete_pod(self):
-        self.cluster.kubectl("delete", "pod", POD_NAME, "--grace-period=0", "--force", "--wait=false")
+        self.cluster.kubectl("delete", "pod", POD_NAME, "--grace-period=0", "--force", "--wait=false", "--ignore-not-found")
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         # Gone from the API...
         while self.cluster.kubectl("get", "pod", POD_NAME, "--ignore-not-found", "-o", "name").stdout.strip():
@@ -446,8 +453,7 @@ class PodRuns:
             time.sleep(0.05)
         # ...and no container of it still running on the node (it would skew the next run).
         while True:
-            out = run(["runc", "--root", self.cluster.runc_root(), "list", "-f", "json"], check=False)
-            running = [c["id"] for c in json.loads(out.stdout or "null") or [] if c.get("status") != "stopped"] if out.returncode == 0 else []
+            running = self.running_containers()
             if not running:
                 break
             if time.monotonic() > deadline:
@@ -455,6 +461,146 @@ class PodRuns:
             time.sleep(0.02)
         if os.path.exists(self.out):
             os.unlink(self.out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The node's other figures: delete, memory, 110 Pods.
+
+MAX_PODS = 110  # kubelet's default maxPods
+MANY_TIMEOUT_S = 180.0  # bound on all MAX_PODS Pods starting, or going
+
+MANY_POD_YAML = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: many-{n}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: c
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo up > /mnt/many-{n}; exec sleep 3600"]
+    volumeMounts: [{{name: h, mountPath: /mnt}}]
+  volumes:
+  - name: h
+    hostPath: {{path: {host_path}}}
+"""
+
+
+def tatami_processes(workdir):
+    """(pid, kind) of every process of this cluster: `up` and the shims, by their command lines."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) < 2 or workdir.encode() not in b" ".join(argv):
+            continue
+        if argv[1] == b"up":
+            found.append((int(pid), "up"))
+        elif argv[1] == b"shim":
+            found.append((int(pid), "shim"))
+    return found
+
+
+def memory_kib(pid):
+    """(RSS, PSS) of a process in KiB: resident pages, and its share of pages it shares."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for l in f:
+            key, _, value = l.partition(":")
+            if value.strip().endswith(" kB"):
+                fields[key] = int(value.split()[0])
+    return fields["Rss"], fields["Pss"]
+
+
+class NodeFigures:
+    """Delete with grace 0, memory with the tutorial Pod running, and MAX_PODS Pods at once."""
+
+    def __init__(self, workdir, cluster, pods):
+        self.workdir = workdir
+        self.cluster = cluster
+        self.pods = pods
+        self.many_dir = os.path.join(workdir, "host", "many")
+        os.makedirs(self.many_dir, exist_ok=True)
+
+    def delete_once(self):
+        """Seconds from `kubectl delete -f` of the running tutorial Pod (grace 0) to kubectl's
+        return, and to no container of it running on the node; and the seconds `kubectl delete`
+        of a ConfigMap takes (the client's own cost)."""
+        if os.path.exists(self.pods.out):
+            os.unlink(self.pods.out)
+        timed_start(["kubectl", "apply", "-f", self.pods.manifest], self.cluster.env, self.pods.out, FIRST_LINE_TIMEOUT_S, "kubectl apply of the Pod")
+        t0 = time.perf_counter()
+        timed_command(["kubectl", "delete", "-f", self.pods.manifest], self.cluster.env, "kubectl delete of the Pod")
+        returned = time.perf_counter() - t0
+        while self.pods.running_containers():
+            if time.perf_counter() - t0 > SETTLE_TIMEOUT_S:
+                raise BenchError(f"containers still run {SETTLE_TIMEOUT_S:.0f} s after the Pod's delete")
+            time.sleep(POLL_S)
+        stopped = time.perf_counter() - t0
+        self.pods.delete_pod()
+        self.cluster.kubectl("create", "configmap", "bench-delete")
+        floor = timed_command(["kubectl", "delete", "configmap", "bench-delete"], self.cluster.env, "kubectl delete of a ConfigMap")
+        return returned, stopped, floor
+
+    def memory(self):
+        """With the tutorial Pod running: per shim (RSS, PSS) and the sum over all processes."""
+        timed_start(["kubectl", "apply", "-f", self.pods.manifest], self.cluster.env, self.pods.out, FIRST_LINE_TIMEOUT_S, "kubectl apply of the Pod")
+        time.sleep(2)  # settled: both containers run, their first lines logged
+        procs = tatami_processes(self.workdir)
+        shims = [memory_kib(pid) for pid, kind in procs if kind == "shim"]
+        up = [memory_kib(pid) for pid, kind in procs if kind == "up"]
+        self.pods.delete_pod()
+        if len(shims) != 2 or len(up) != 1:
+            raise BenchError(f"expected one up and two shims, found {procs}")
+        return {"shims": shims, "up": up[0]}
+
+    def many(self):
+        """Applies MAX_PODS Pods at once; returns each one's seconds from the apply to its file,
+        and the seconds `kubectl delete` of them all takes until they are gone."""
+        manifest = os.path.join(self.workdir, "many.yaml")
+        with open(manifest, "w") as f:
+            f.write("---\n".join(MANY_POD_YAML.format(n=n, host_path=self.many_dir) for n in range(MAX_PODS)))
+        for name in os.listdir(self.many_dir):
+            os.unlink(os.path.join(self.many_dir, name))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["kubectl", "apply", "-f", manifest], env=self.cluster.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started = {}
+        try:
+            while len(started) < MAX_PODS:
+                now = time.perf_counter() - t0
+                for name in os.listdir(self.many_dir):
+                    started.setdefault(name, now)
+                if now > MANY_TIMEOUT_S:
+                    raise BenchError(f"only {len(started)} of {MAX_PODS} Pods started within {MANY_TIMEOUT_S:.0f} s")
+                time.sleep(POLL_S)
+            proc.wait(timeout=CMD_TIMEOUT_S)
+            if proc.returncode != 0:
+                raise BenchError(f"kubectl apply of {MAX_PODS} Pods failed: {proc.stderr.read().decode(errors='replace')[:400]}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        phases = self.cluster.kubectl("get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}").stdout.split()
+        running = phases.count("Running")
+        if running != MAX_PODS:
+            raise BenchError(f"{running} of {MAX_PODS} Pods are Running")
+        t0 = time.perf_counter()
+        timed_command(["kubectl", "delete", "-f", manifest, "--timeout=180s"], self.cluster.env, f"kubectl delete of {MAX_PODS} Pods")
+        deleted = time.perf_counter() - t0
+        return sorted(started.values()), deleted, running
+
+
+def percentile(samples, p):
+    """The p-th percentile of sorted samples, nearest rank."""
+    return samples[min(len(samples) - 1, max(0, -(-len(samples) * p // 100) - 1))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,6 +695,35 @@ def print_table(args, res):
     print("line is the date container's `Start at: <date>` with its newline (floor 1 runs the same script).")
     print("The Pod's image is `alpine` (pull policy Always, so each start asks the local registry mirror).")
 
+    mem = res["memory"]
+    mib = lambda kib: f"{kib / 1024:.2f} MiB"
+    shim_rss = max(r for r, _ in mem["shims"])
+    shim_pss = max(p for _, p in mem["shims"])
+    total_rss = mem["up"][0] + sum(r for r, _ in mem["shims"])
+    total_pss = mem["up"][1] + sum(p for _, p in mem["shims"])
+    many = res["many"]
+    rows = [
+        ("`kubectl delete -f` of the running Pod (grace 0) → kubectl returns", *spread(res["delete"]), "< 200 ms"),
+        ("  → no container of it runs on the node", *spread(res["delete_stopped"]), ""),
+        ("floor: `kubectl delete` of a ConfigMap (client's own cost)", *spread(res["delete_floor"]), ""),
+        ("monitor (shim) per container: RSS / PSS, the larger of 2", f"{mib(shim_rss)} / {mib(shim_pss)}", "", "", "< 1 MiB"),
+        ("all tatami processes, tutorial Pod running: RSS / PSS", f"{mib(total_rss)} / {mib(total_pss)}", "", "", ""),
+        (f"  of which `tatami up`: RSS / PSS", f"{mib(mem['up'][0])} / {mib(mem['up'][1])}", "", "", ""),
+        (f"{MAX_PODS} Pods applied at once → each one's first line: p50 / p99", f"{ms(percentile(many, 50))} / {ms(percentile(many, 99))}", ms(many[0]), ms(many[-1]), "p99 < 2 s"),
+        (f"{MAX_PODS} Pods Running, then `kubectl delete -f` of all → gone", f"{res['many_running']} Running, {ms(res['many_delete'])}", "", "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    print()
+    print(line(head))
+    print("| " + " | ".join("-" * w for w in widths) + " |")
+    for r in rows:
+        print(line(r))
+    print()
+    print("Delete: the tutorial Pod (terminationGracePeriodSeconds 0) is applied, its first line awaited,")
+    print("then `kubectl delete -f` (which waits until the Pod object is gone) while runc's list is polled.")
+    print(f"PSS counts a shared page 1/n to each of its n processes. The {MAX_PODS} Pods")
+    print("(IfNotPresent) each write a file on a hostPath; times run from the one `kubectl apply`.")
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -588,6 +763,19 @@ def bench(args, workdir, cleanups):
         res["pod"].append(line)
         res["pod_exit"].append(exited)
         say(f"run {i}/{args.runs}: pod {ms(line)}, configmap {ms(res['cm'][-1])}, runc {ms(res['runc'][-1])}")
+
+    node = NodeFigures(workdir, cluster, pods)
+    res["delete"], res["delete_stopped"], res["delete_floor"] = [], [], []
+    for i in range(1, args.runs + 1):
+        returned, stopped, floor_s = node.delete_once()
+        res["delete"].append(returned)
+        res["delete_stopped"].append(stopped)
+        res["delete_floor"].append(floor_s)
+        say(f"delete {i}/{args.runs}: kubectl {ms(returned)}, containers stopped {ms(stopped)}, configmap {ms(floor_s)}")
+    say("memory with the tutorial Pod running")
+    res["memory"] = node.memory()
+    say(f"{MAX_PODS} Pods at once")
+    res["many"], res["many_delete"], res["many_running"] = node.many()
     return res
 
 
