@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 
 POLL_S = 0.002  # poll period of the output file
@@ -569,25 +570,44 @@ class NodeFigures:
             f.write("---\n".join(MANY_POD_YAML.format(n=n, host_path=self.many_dir) for n in range(MAX_PODS)))
         for name in os.listdir(self.many_dir):
             os.unlink(os.path.join(self.many_dir, name))
+        # Each Pod's start runs from when a watch first shows it (its creation, as kubelet's
+        # startup latency counts) to its file: kubectl itself spends ~35 ms of CPU per object
+        # here, so one `kubectl apply` of them all takes seconds before the last Pod exists.
+        created = {}
+        watch = subprocess.Popen(["kubectl", "get", "pods", "--watch-only", "-o", "name"], env=self.cluster.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+        def read_watch():
+            for l in watch.stdout:
+                created.setdefault(l.strip().removeprefix("pod/"), time.perf_counter())
+
+        reader = threading.Thread(target=read_watch, daemon=True)
+        reader.start()
+        time.sleep(0.5)  # the watch is open
         t0 = time.perf_counter()
         proc = subprocess.Popen(["kubectl", "apply", "-f", manifest], env=self.cluster.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         started = {}
         try:
             while len(started) < MAX_PODS:
-                now = time.perf_counter() - t0
+                now = time.perf_counter()
                 for name in os.listdir(self.many_dir):
                     started.setdefault(name, now)
-                if now > MANY_TIMEOUT_S:
+                if now - t0 > MANY_TIMEOUT_S:
                     raise BenchError(f"only {len(started)} of {MAX_PODS} Pods started within {MANY_TIMEOUT_S:.0f} s")
                 time.sleep(POLL_S)
             proc.wait(timeout=CMD_TIMEOUT_S)
             if proc.returncode != 0:
                 raise BenchError(f"kubectl apply of {MAX_PODS} Pods failed: {proc.stderr.read().decode(errors='replace')[:400]}")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            for p in (proc, watch):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
             proc.stderr.close()
+        missing = [n for n in started if n not in created]
+        if missing:
+            raise BenchError(f"the watch never showed {', '.join(missing[:5])}")
+        starts = sorted(started[n] - created[n] for n in started)
+        last = max(started.values()) - t0
         phases = self.cluster.kubectl("get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}").stdout.split()
         running = phases.count("Running")
         if running != MAX_PODS:
@@ -595,7 +615,7 @@ class NodeFigures:
         t0 = time.perf_counter()
         timed_command(["kubectl", "delete", "-f", manifest, "--timeout=180s"], self.cluster.env, f"kubectl delete of {MAX_PODS} Pods")
         deleted = time.perf_counter() - t0
-        return sorted(started.values()), deleted, running
+        return starts, last, deleted, running
 
 
 def percentile(samples, p):
@@ -709,7 +729,8 @@ def print_table(args, res):
         ("monitor (shim) per container: RSS / PSS, the larger of 2", f"{mib(shim_rss)} / {mib(shim_pss)}", "", "", "< 1 MiB"),
         ("all tatami processes, tutorial Pod running: RSS / PSS", f"{mib(total_rss)} / {mib(total_pss)}", "", "", ""),
         (f"  of which `tatami up`: RSS / PSS", f"{mib(mem['up'][0])} / {mib(mem['up'][1])}", "", "", ""),
-        (f"{MAX_PODS} Pods applied at once → each one's first line: p50 / p99", f"{ms(percentile(many, 50))} / {ms(percentile(many, 99))}", ms(many[0]), ms(many[-1]), "p99 < 2 s"),
+        (f"{MAX_PODS} Pods in one apply: each one's creation → first line, p50 / p99", f"{ms(percentile(many, 50))} / {ms(percentile(many, 99))}", ms(many[0]), ms(many[-1]), "p99 < 2 s"),
+        (f"  the one `kubectl apply` → the last Pod's first line", ms(res["many_last"]), "", "", ""),
         (f"{MAX_PODS} Pods Running, then `kubectl delete -f` of all → gone", f"{res['many_running']} Running, {ms(res['many_delete'])}", "", "", ""),
     ]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
@@ -722,7 +743,7 @@ def print_table(args, res):
     print("Delete: the tutorial Pod (terminationGracePeriodSeconds 0) is applied, its first line awaited,")
     print("then `kubectl delete -f` (which waits until the Pod object is gone) while runc's list is polled.")
     print(f"PSS counts a shared page 1/n to each of its n processes. The {MAX_PODS} Pods")
-    print("(IfNotPresent) each write a file on a hostPath; times run from the one `kubectl apply`.")
+    print("(IfNotPresent) each write a file on a hostPath; a Pod's creation is when a watch first shows it.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,7 +796,7 @@ def bench(args, workdir, cleanups):
     say("memory with the tutorial Pod running")
     res["memory"] = node.memory()
     say(f"{MAX_PODS} Pods at once")
-    res["many"], res["many_delete"], res["many_running"] = node.many()
+    res["many"], res["many_last"], res["many_delete"], res["many_running"] = node.many()
     return res
 
 
