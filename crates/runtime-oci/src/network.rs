@@ -261,11 +261,16 @@ pub(crate) fn unmount_quiet(path: &Path) -> Result<()> {
     }
 }
 
+/// Whether the network's bridge is there.
+pub(crate) fn bridge_exists(net: &PodNetwork) -> bool {
+    Path::new("/sys/class/net").join(&net.bridge).exists()
+}
+
 /// Makes the bridge with the gateway address, if it is not there. A new bridge's subnet must
 /// not overlap a route the node already has (another cluster's bridge, a VPN, the LAN).
 pub(crate) fn ensure_bridge(net: &PodNetwork) -> Result<()> {
     let bridge = net.bridge.as_str();
-    if Path::new("/sys/class/net").join(bridge).exists() {
+    if bridge_exists(net) {
         return Ok(());
     }
     let routes = run(Command::new("ip").args(["-o", "-4", "route", "show"]), None)?;
@@ -406,7 +411,6 @@ pub(crate) fn veth_name(sandbox_id: &str) -> String {
 /// directly inside the Pod as `eth0`, then loopback, the address and default route inside
 /// (one `ip` run on each side, as each costs a process).
 pub(crate) fn attach_pod(netns: &Path, veth: &str, ip: Ipv4Addr, net: &PodNetwork) -> Result<()> {
-    ensure_bridge(net)?;
     let host = format!(
         "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {}\nlink set {veth} up\n",
         netns.display(),

@@ -27,8 +27,9 @@ pub struct OciRuntime {
 
 struct Inner {
     cfg: OciConfig,
-    /// Serialises bridge creation and teardown against Pods being attached.
-    net_lock: std::sync::Mutex<()>,
+    /// Bridge creation and teardown (writers) against Pods being attached and detached
+    /// (readers, many at once: each waits on its own `ip` runs).
+    net_lock: std::sync::RwLock<()>,
 }
 
 impl std::fmt::Debug for OciRuntime {
@@ -45,7 +46,7 @@ impl OciRuntime {
     pub fn new(config: OciConfig) -> Result<OciRuntime> {
         let inner = Inner {
             cfg: config,
-            net_lock: std::sync::Mutex::new(()),
+            net_lock: std::sync::RwLock::new(()),
         };
         for dir in [
             inner.sandboxes(),
@@ -72,12 +73,7 @@ impl OciRuntime {
 
     /// Makes the Pod network's bridge, with the gateway address, if it is not there.
     pub fn ensure_pod_network(&self) -> runtime::Result<()> {
-        let _guard = self
-            .inner
-            .net_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        Ok(network::ensure_bridge(&self.inner.cfg.network)?)
+        Ok(self.inner.ensure_bridge()?)
     }
 
     /// For `tatami down`: kills every container, removes every sandbox and container (log
@@ -116,6 +112,15 @@ fn runc_gone(e: &Error) -> bool {
 }
 
 impl Inner {
+    /// Makes the bridge if it is missing, alone: no Pod is attached to a half-made bridge.
+    fn ensure_bridge(&self) -> Result<()> {
+        if network::bridge_exists(&self.cfg.network) {
+            return Ok(());
+        }
+        let _guard = self.net_lock.write().unwrap_or_else(|p| p.into_inner());
+        network::ensure_bridge(&self.cfg.network)
+    }
+
     fn sandboxes(&self) -> PathBuf {
         self.cfg.root.join("sandboxes")
     }
@@ -236,7 +241,8 @@ impl Inner {
             m.ip = Some(IpAddr::V4(ip));
             m.veth = Some(veth.clone());
             meta::write_json(&dir.join("sandbox.json"), &m)?;
-            let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.ensure_bridge()?;
+            let _guard = self.net_lock.read().unwrap_or_else(|p| p.into_inner());
             network::attach_pod(netns, &veth, ip, &self.cfg.network)?;
         }
         m.ready = true;
@@ -266,7 +272,7 @@ impl Inner {
             }
         }
         if let Some(veth) = &m.veth {
-            let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _guard = self.net_lock.read().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = network::detach_pod(veth) {
                 first.get_or_insert(e);
             }
@@ -728,7 +734,7 @@ impl Inner {
                 let _ = self.runc(&["delete", "--force", id]);
             }
         }
-        let _guard = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.net_lock.write().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = network::remove_bridge(&self.cfg.network) {
             first.get_or_insert(e);
         }
