@@ -682,6 +682,19 @@ def load():
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def print_rows(head, rows):
+    """A Markdown table, each column as wide as its widest cell."""
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
+    print(line(head))
+    print("| " + " | ".join("-" * w for w in widths) + " |")
+    for r in rows:
+        print(line(r))
+
+
 def print_table(args, res):
     whole, exited, cm, runc_floor = res["pod"], res["pod_exit"], res["cm"], res["runc"]
     share = [p - c for p, c in zip(whole, cm)]
@@ -698,10 +711,6 @@ def print_table(args, res):
         (f"whole / podman kube play ({PODMAN_MS:.0f} ms)", f"{ratio_podman:.2f}", "", "", "< 0.33"),
     ]
     head = ("figure", "median", "min", "max", "goal")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-
-    def line(r):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
 
     built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(args.tatami).st_mtime))
     print()
@@ -712,10 +721,7 @@ def print_table(args, res):
     print(f"load:    {args.load_before} before, {load()} after (1, 5, 15 min averages; other work on the machine skews the figures)")
     print(f"tools:   {version(['runc', '--version'])}; kubectl {kubectl_version()}")
     print()
-    print(line(head))
-    print("| " + " | ".join("-" * w for w in widths) + " |")
-    for r in rows:
-        print(line(r))
+    print_rows(head, rows)
     print()
     print("Each run does floor 1, floor 2 and the Pod in turn; the file is polled every 2 ms. The first")
     print("line is the date container's `Start at: <date>` with its newline (floor 1 runs the same script).")
@@ -739,12 +745,8 @@ def print_table(args, res):
         (f"  the one `kubectl apply` → the last Pod's first line", ms(res["many_last"]), "", "", ""),
         (f"{MAX_PODS} Pods Running, then `kubectl delete -f --wait=false` → none left", f"{res['many_running']} Running, {ms(res['many_delete'])}", "", "", ""),
     ]
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     print()
-    print(line(head))
-    print("| " + " | ".join("-" * w for w in widths) + " |")
-    for r in rows:
-        print(line(r))
+    print_rows(head, rows)
     print()
     print("Delete: the tutorial Pod (terminationGracePeriodSeconds 0) is applied, its first line awaited,")
     print("then `kubectl delete -f` (which waits until the Pod object is gone) while runc's list is polled.")
