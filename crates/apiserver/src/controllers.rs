@@ -44,24 +44,10 @@ async fn ensure_root_ca(state: &State, ns: &str) -> ApiResult<()> {
     let Some(issuer) = state.service_accounts.get() else {
         return Ok(());
     };
-    let cms = resource("configmaps");
-    if state
-        .objects
-        .try_get(cms, Some(ns), ROOT_CA)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": ROOT_CA, "namespace": ns},
         "data": {"ca.crt": issuer.ca_cert}});
-    stamp(&mut obj);
-    match state.objects.create(cms, obj).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.reason == "AlreadyExists" => Ok(()),
-        Err(e) => Err(e),
-    }
+    ensure_system_object(&state.objects, resource("configmaps"), obj, None).await
 }
 
 /// The `kubernetes` Service of the `default` namespace and its Endpoints (kube-apiserver's
@@ -81,24 +67,25 @@ pub async fn ensure_kubernetes_service(state: &State, ip: &str, port: u16) -> Ap
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": ip}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
-    ensure_system_object(&state.objects, resource("services"), service, "spec").await?;
-    ensure_system_object(&state.objects, resource("endpoints"), endpoints, "subsets").await
+    ensure_system_object(&state.objects, resource("services"), service, Some("spec")).await?;
+    ensure_system_object(
+        &state.objects,
+        resource("endpoints"),
+        endpoints,
+        Some("subsets"),
+    )
+    .await
 }
 
-/// Creates `desired`, or rewrites the stored object when its `field` differs.
+/// Creates `desired` if it is missing; with `in_step`, also rewrites the stored object when that
+/// field of it differs from `desired`'s.
 async fn ensure_system_object(
     objects: &Objects,
     r: &Resource,
     mut desired: Value,
-    field: &str,
+    in_step: Option<&str>,
 ) -> ApiResult<()> {
-    let name = desired["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let ns = desired["metadata"]["namespace"]
-        .as_str()
-        .map(str::to_string);
+    let (ns, name) = identity(&desired);
     match objects.try_get(r, ns.as_deref(), &name).await? {
         None => {
             stamp(&mut desired);
@@ -108,8 +95,10 @@ async fn ensure_system_object(
                 Err(e) => Err(e),
             }
         }
-        Some(stored) if stored[field] == desired[field] => Ok(()),
         Some(mut stored) => {
+            let Some(field) = in_step.filter(|f| stored[*f] != desired[*f]) else {
+                return Ok(());
+            };
             let revision = stored["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|v| v.parse().ok())
@@ -133,17 +122,8 @@ fn stamp(obj: &mut Value) {
 }
 
 async fn ensure_default_service_account(objects: &Objects, ns: &str) -> ApiResult<()> {
-    let sa = resource("serviceaccounts");
-    if objects.try_get(sa, Some(ns), "default").await?.is_some() {
-        return Ok(());
-    }
-    let mut obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-    stamp(&mut obj);
-    match objects.create(sa, obj).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.reason == "AlreadyExists" => Ok(()),
-        Err(e) => Err(e),
-    }
+    let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+    ensure_system_object(objects, resource("serviceaccounts"), obj, None).await
 }
 
 /// Runs after every successful create.
