@@ -416,69 +416,13 @@ impl PodWorker {
         tracing::debug!(uid = %self.uid, "sync");
         let mut next = self.shared.resync;
         let recorder = self.shared.recorder.clone();
-        let sources = self.volume_sources(pod).await;
-        let now = SystemTime::now();
-        let due = |name: &str| self.mounts.in_backoff_since_update(name, now).is_none();
-        let names: Vec<String> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.volumes.iter().flatten())
-            .map(|v| v.name.clone())
-            .filter(|n| due(n))
-            .collect();
-        let (failures, sources_failed) = match sources {
-            Ok(sources) => {
-                let ctx = self.env_context(None);
-                let failures = volumes::setup(&self.shared.root, pod, &sources, &ctx, &due);
-                (failures, false)
-            }
-            Err(e) => (vec![e], true),
-        };
-        for e in &failures {
-            recorder.record(
-                pod,
-                None,
-                EventType::Warning,
-                "FailedMount",
-                format!(
-                    "MountVolume.SetUp failed for volume {:?} : {}",
-                    e.volume, e.message
-                ),
-            );
-        }
-        if sources_failed {
-            next = Duration::from_secs(2);
-        } else {
-            // Each volume backs off on its own (kubelet's volume manager): 500 ms doubling
-            // to 2m2s, forgotten once it is set up.
-            for name in names {
-                match failures.iter().find(|e| e.volume == name) {
-                    Some(e) => {
-                        next = next.min(self.mounts.next(&name, now, now));
-                        if e.mounted {
-                            self.unmounted.remove(&name);
-                        } else {
-                            self.unmounted.insert(name);
-                        }
-                    }
-                    None => {
-                        self.mounts.reset(&name);
-                        self.unmounted.remove(&name);
-                    }
-                }
-            }
-            if let Some(wait) = self
-                .unmounted
-                .iter()
-                .filter_map(|n| self.mounts.in_backoff_since_update(n, now))
-                .min()
-            {
-                next = next.min(wait);
-            }
+        let (held, retry) = self.mount_volumes(pod).await;
+        if let Some(retry) = retry {
+            next = next.min(retry);
         }
         // No container starts before every volume is set up; one that was set up before and
         // failed to update keeps serving the running containers.
-        if sources_failed || !self.unmounted.is_empty() {
+        if held {
             if let Some(actual) = self.actual().await {
                 self.write_status(pod, &actual).await;
             }
@@ -597,6 +541,75 @@ impl PodWorker {
             }
         }
         next
+    }
+
+    /// Sets up the Pod's volumes that are due (each failed one waits out its back-off) and
+    /// records kubelet's FailedMount for each failure. Returns whether the containers are held
+    /// (a volume was never set up, or its sources could not be read) and when to try again.
+    async fn mount_volumes(&mut self, pod: &Pod) -> (bool, Option<Duration>) {
+        let recorder = self.shared.recorder.clone();
+        let sources = self.volume_sources(pod).await;
+        let now = SystemTime::now();
+        let due = |name: &str| self.mounts.in_backoff_since_update(name, now).is_none();
+        let names: Vec<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .map(|v| v.name.clone())
+            .filter(|n| due(n))
+            .collect();
+        let (failures, sources_failed) = match sources {
+            Ok(sources) => {
+                let ctx = self.env_context(None);
+                let failures = volumes::setup(&self.shared.root, pod, &sources, &ctx, &due);
+                (failures, false)
+            }
+            Err(e) => (vec![e], true),
+        };
+        for e in &failures {
+            recorder.record(
+                pod,
+                None,
+                EventType::Warning,
+                "FailedMount",
+                format!(
+                    "MountVolume.SetUp failed for volume {:?} : {}",
+                    e.volume, e.message
+                ),
+            );
+        }
+        let mut waits = Vec::new();
+        if sources_failed {
+            waits.push(Duration::from_secs(2));
+        } else {
+            // Each volume backs off on its own (kubelet's volume manager): 500 ms doubling
+            // to 2m2s, forgotten once it is set up.
+            for name in names {
+                match failures.iter().find(|e| e.volume == name) {
+                    Some(e) => {
+                        waits.push(self.mounts.next(&name, now, now));
+                        if e.mounted {
+                            self.unmounted.remove(&name);
+                        } else {
+                            self.unmounted.insert(name);
+                        }
+                    }
+                    None => {
+                        self.mounts.reset(&name);
+                        self.unmounted.remove(&name);
+                    }
+                }
+            }
+            waits.extend(
+                self.unmounted
+                    .iter()
+                    .filter_map(|n| self.mounts.in_backoff_since_update(n, now)),
+            );
+        }
+        (
+            sources_failed || !self.unmounted.is_empty(),
+            waits.into_iter().min(),
+        )
     }
 
     /// Starts one container per the plan, or notes why it waits. `image` is the outcome of its
