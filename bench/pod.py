@@ -504,7 +504,7 @@ def tatami_processes(workdir):
             continue
         if argv[1] == b"up":
             found.append((int(pid), "up"))
-        elif argv[1] == b"shim":
+        elif os.path.basename(argv[0]) == b"tatami-shim":
             found.append((int(pid), "shim"))
     return found
 

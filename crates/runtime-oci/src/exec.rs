@@ -155,7 +155,7 @@ fn exec_tty(rt: &OciRuntime, id: &str, req: &StreamRequest) -> runtime::Result<S
                 }
                 size = resize_rx.recv(), if resizing => match size {
                     Some((cols, rows)) => {
-                        if crate::shim::set_winsize(master.as_raw_fd(), cols, rows).is_ok()
+                        if crate::pty::set_winsize(master.as_raw_fd(), cols, rows).is_ok()
                             && let Some(pid) = child.id()
                         {
                             let _ = nix::sys::signal::kill(

@@ -3,15 +3,14 @@
 //! Layout: [`OciRuntime`] (in `oci.rs`) is the driver the node agent holds: it makes Pod
 //! sandboxes (`network.rs`: namespaces pinned by bind mounts, a veth on the runtime's
 //! own bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
-//! containerd's defaults), and starts each container through a shim (`shim.rs`, entered by
-//! [`shim_main`]) that holds its stdio, writes the CRI log (`crilog.rs`) and records the exit,
-//! so containers outlive the agent. `exec.rs` runs commands in containers (`pty.rs` gives
+//! containerd's defaults), and starts each container through a shim (`shim.rs`: a small
+//! program of its own, `crates/shim`, built into this crate) that holds its stdio, writes the
+//! CRI log and records the exit, so containers outlive the agent. `exec.rs` runs commands in containers (`pty.rs` gives
 //! them a terminal) and attaches to the shims. Everything is kept as JSON under one root
 //! (`meta.rs`), so a new [`OciRuntime`] on the same root sees what the last one made. Root
 //! filesystems come from a [`RootfsProvider`], which the image store implements. Start with
 //! [`OciRuntime`].
 
-mod crilog;
 mod error;
 mod exec;
 mod meta;
@@ -24,7 +23,6 @@ mod spec;
 pub use error::{Error, Result};
 pub use network::PodNetwork;
 pub use oci::OciRuntime;
-pub use shim::shim_main;
 
 /// The label naming a container's terminationMessagePath (the key kubelet uses for its
 /// annotation). When the node sets it and passes a [`runtime::Mount`] with that container
@@ -67,10 +65,6 @@ pub struct OciConfig {
     pub root: PathBuf,
     /// The OCI runtime binary (runc's command line); default `runc` on PATH.
     pub runc: PathBuf,
-    /// The binary to re-execute as the shim, normally `std::env::current_exe()`.
-    pub shim_exe: PathBuf,
-    /// Arguments before the container directory, e.g. `["shim"]` for `tatami shim <dir>`.
-    pub shim_args: Vec<String>,
     /// Root filesystems.
     pub rootfs: Arc<dyn RootfsProvider>,
     /// The Pod network.
@@ -82,16 +76,13 @@ pub struct OciConfig {
 }
 
 impl OciConfig {
-    /// A config with the defaults: runc from PATH, the current executable as `<exe> shim`,
-    /// a Pod network of the root's own ([`PodNetwork::for_root`]), 10 MiB x 5 log files.
+    /// A config with the defaults: runc from PATH, a Pod network of the root's own ([`PodNetwork::for_root`]), 10 MiB x 5 log files.
     pub fn new(root: impl Into<PathBuf>, rootfs: Arc<dyn RootfsProvider>) -> OciConfig {
         let root = root.into();
         OciConfig {
             network: PodNetwork::for_root(&root),
             root,
             runc: PathBuf::from("runc"),
-            shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
-            shim_args: vec!["shim".to_string()],
             rootfs,
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
@@ -104,8 +95,6 @@ impl std::fmt::Debug for OciConfig {
         f.debug_struct("OciConfig")
             .field("root", &self.root)
             .field("runc", &self.runc)
-            .field("shim_exe", &self.shim_exe)
-            .field("shim_args", &self.shim_args)
             .field("network", &self.network)
             .finish_non_exhaustive()
     }

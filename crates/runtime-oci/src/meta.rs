@@ -5,7 +5,7 @@
 //! - `sandboxes/<id>/sandbox.json`, `hosts`, `resolv.conf`, `hostname`, `ns/{net,ipc,uts}`
 //!   (bind mounts that hold the namespaces), `shm/` (a tmpfs shared by the Pod's containers)
 //! - `containers/<id>/container.json`, `config.json` (the OCI bundle), `rootfs/` (the overlay),
-//!   `upper/`, `work/`, `shim.json`, `start.json` and `exit.json` (written by the shim)
+//!   `upper/`, `work/`, `runc.log`, `shim.log`, `start.json` and `exit.json` (written by the shim)
 //! - `ipam/<address>` one file per address in use, holding the sandbox id
 //! - `runc/` runc's own state (`runc --root`)
 
@@ -99,15 +99,6 @@ pub(crate) fn from_nanos(n: u128) -> SystemTime {
     let secs = (n / 1_000_000_000) as u64;
     let nanos = (n % 1_000_000_000) as u32;
     UNIX_EPOCH + Duration::new(secs, nanos)
-}
-
-/// Reads a JSON file.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// Reads a JSON file that may not exist yet.

@@ -4,7 +4,7 @@ use crate::OciConfig;
 use crate::error::{Error, Result};
 use crate::meta::{self, ContainerMeta, ExitRecord, SandboxMeta, StartRecord};
 use crate::network::{self, NsFiles};
-use crate::shim::{ShimConfig, error_chain};
+use crate::shim::{self, error_chain};
 use crate::spec::{self, SandboxPaths, SpecInput};
 use async_trait::async_trait;
 use nix::mount::MsFlags;
@@ -27,6 +27,8 @@ pub struct OciRuntime {
 
 struct Inner {
     cfg: OciConfig,
+    /// The installed shim program.
+    shim: PathBuf,
     /// Bridge creation and teardown (writers) against Pods being attached and detached
     /// (readers, many at once: each waits on its own `ip` runs).
     net_lock: std::sync::RwLock<()>,
@@ -43,8 +45,10 @@ impl std::fmt::Debug for OciRuntime {
 impl OciRuntime {
     /// A runtime keeping everything under `config.root` (made if missing). What an earlier
     /// runtime on the same root made is found again: sandboxes, containers and their shims.
-    pub fn new(config: OciConfig) -> Result<OciRuntime> {
+    pub fn new(mut config: OciConfig) -> Result<OciRuntime> {
+        config.runc = shim::resolve_program(&config.runc);
         let inner = Inner {
+            shim: shim::install(&config.root)?,
             cfg: config,
             net_lock: std::sync::RwLock::new(()),
         };
@@ -502,28 +506,17 @@ impl Inner {
         meta::write_json(&dir.join("container.json"), &m)
     }
 
-    fn shim_config(&self, m: &ContainerMeta) -> ShimConfig {
-        ShimConfig {
-            id: m.id.clone(),
-            runc: self.cfg.runc.clone(),
-            runc_root: self.runc_root(),
-            bundle: self.container_dir(&m.id),
-            log_path: m.log_path.clone(),
-            log_max_bytes: self.cfg.log_max_bytes,
-            log_max_files: self.cfg.log_max_files,
-            stdin: m.stdin,
-            stdin_once: m.stdin_once,
-            tty: m.tty,
-            cgroups_path: m.cgroups_path.clone(),
-        }
-    }
-
     fn records(&self, id: &str) -> Result<(Option<StartRecord>, Option<ExitRecord>)> {
         let dir = self.container_dir(id);
-        Ok((
-            meta::read_json_opt(&dir.join("start.json"))?,
-            meta::read_json_opt(&dir.join("exit.json"))?,
-        ))
+        let mut exit: Option<ExitRecord> = meta::read_json_opt(&dir.join("exit.json"))?;
+        // The shim records a failed start; runc's own words are in its log.
+        if let Some(e) = exit.as_mut()
+            && e.reason.as_deref() == Some("StartError")
+            && e.message.is_none()
+        {
+            e.message = shim::runc_error(&dir.join("runc.log"));
+        }
+        Ok((meta::read_json_opt(&dir.join("start.json"))?, exit))
     }
 
     /// Waits until the shim has recorded the exit, or the process is gone without a shim to
@@ -830,7 +823,7 @@ impl ContainerRuntime for OciRuntime {
 
     async fn start_container(&self, id: &str) -> runtime::Result<()> {
         let id_owned = id.to_string();
-        let (m, cdir) = self
+        let (m, cdir, args) = self
             .blocking(move |i| {
                 let m = i
                     .load_container(&id_owned)?
@@ -844,8 +837,15 @@ impl ContainerRuntime for OciRuntime {
                         "container {id_owned} was already started"
                     )));
                 }
-                meta::write_json(&dir.join("shim.json"), &i.shim_config(&m))?;
-                Ok((m, dir))
+                let args = shim::args(
+                    &dir,
+                    &i.cfg.runc,
+                    &i.runc_root(),
+                    &m,
+                    i.cfg.log_max_bytes,
+                    i.cfg.log_max_files,
+                );
+                Ok((m, dir, args))
             })
             .await?;
         let shim_log = cdir.join("shim.log");
@@ -854,17 +854,14 @@ impl ContainerRuntime for OciRuntime {
             .append(true)
             .open(&shim_log)
             .map_err(|e| runtime::Error::from(Error::io("open", &shim_log)(e)))?;
-        let mut child = tokio::process::Command::new(&self.inner.cfg.shim_exe)
-            .args(&self.inner.cfg.shim_args)
-            .arg(&cdir)
+        let mut child = tokio::process::Command::new(&self.inner.shim)
+            .args(&args)
             .current_dir("/")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| {
-                runtime::Error::from(Error::io("run shim", &self.inner.cfg.shim_exe)(e))
-            })?;
+            .map_err(|e| runtime::Error::from(Error::io("run shim", &self.inner.shim)(e)))?;
         let mut line = String::new();
         if let Some(out) = child.stdout.take() {
             let mut reader = tokio::io::BufReader::new(out);
@@ -877,7 +874,7 @@ impl ContainerRuntime for OciRuntime {
             return Ok(());
         }
         let message = match line.strip_prefix("error ") {
-            Some(m) => m.to_string(),
+            Some(m) => shim::runc_error(&cdir.join("runc.log")).unwrap_or_else(|| m.to_string()),
             None => {
                 let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
                 format!(
@@ -887,6 +884,11 @@ impl ContainerRuntime for OciRuntime {
                 )
             }
         };
+        // What a failed `runc run` left behind.
+        let id = m.id.clone();
+        let _ = self
+            .blocking(move |i| i.runc(&["delete", "--force", &id]).map(drop))
+            .await;
         Err(runtime::Error::StartContainer { message })
     }
 

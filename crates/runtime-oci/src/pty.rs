@@ -126,3 +126,22 @@ impl AsRawFd for PtyIo {
         self.fd.get_ref().as_raw_fd()
     }
 }
+
+/// Sets a terminal's size (TIOCSWINSZ); the kernel signals the foreground process group.
+#[allow(unsafe_code)]
+pub(crate) fn set_winsize(fd: std::os::fd::RawFd, cols: u16, rows: u16) -> std::io::Result<()> {
+    let ws = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which points at a live local.
+    let r =
+        unsafe { nix::libc::ioctl(fd, nix::libc::TIOCSWINSZ, &ws as *const nix::libc::winsize) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -109,9 +109,7 @@ impl Env {
             .unwrap();
         let image = dir.path().join("image");
         busybox_rootfs(&image);
-        let mut config = OciConfig::new(dir.path().join("root"), Arc::new(Busybox { dir: image }));
-        config.shim_exe = PathBuf::from(env!("CARGO_BIN_EXE_tatami-oci-shim"));
-        config.shim_args = vec![];
+        let config = OciConfig::new(dir.path().join("root"), Arc::new(Busybox { dir: image }));
         let rt = OciRuntime::new(config.clone()).unwrap();
         Env { rt, config, dir }
     }
@@ -598,6 +596,52 @@ async fn attach_with_stdin() {
     let entries = log_entries(&st.log_path);
     assert!(entries.contains(&("stdout".into(), "F".into(), "got one".into())));
     assert!(entries.contains(&("stderr".into(), "F".into(), "err one".into())));
+}
+
+/// A container that never reads its stdin while a client floods it: its output still reaches
+/// the log while it runs (the shim must not wait on a full stdin pipe).
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_stdin_does_not_stall_output() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("flood");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let mut c = container(
+        "talker",
+        &["sh", "-c", "sleep 0.5; echo one; echo two; sleep 100"],
+    );
+    c.stdin = true;
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = StreamRequest {
+        stdin: true,
+        ..Default::default()
+    };
+    let mut s = env.rt.attach(&id, &req).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    // Far more than a pipe holds, before the container writes anything.
+    let flood = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..32 {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let log = sbc.log_directory.join("talker/0.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = ("stdout".to_string(), "F".to_string(), "two".to_string());
+    while !log_entries(&log).contains(&want) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(log_entries(&log).contains(&want), "{:?}", log_entries(&log));
+    assert_eq!(
+        env.rt.container_status(&id).await.unwrap().state,
+        ContainerState::Running
+    );
+    flood.abort();
+    env.rt.stop_container(&id, Duration::ZERO).await.unwrap();
 }
 
 /// Reads from a terminal's output until `want` shows up (or the output ends), and returns

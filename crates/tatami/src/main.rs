@@ -17,13 +17,6 @@ mod volumes;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    // The container shim is this binary re-executed; it forks, so it runs before anything else
-    // (no threads, no logging set up).
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("shim") {
-        let code = runtime_oci::shim_main(&argv[2..]);
-        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
-    }
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
