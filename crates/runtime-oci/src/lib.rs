@@ -14,6 +14,7 @@
 mod error;
 mod exec;
 mod meta;
+mod netlink;
 mod network;
 mod oci;
 mod pty;

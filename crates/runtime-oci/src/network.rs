@@ -9,6 +9,7 @@
 //! namespace puts the child in it too, so `ip` runs inside the Pod's namespace that way.
 
 use crate::error::{Error, Result};
+use crate::netlink::{self, Netlink};
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use std::io::Write;
@@ -408,20 +409,21 @@ pub(crate) fn veth_name(sandbox_id: &str) -> String {
 }
 
 /// Connects the Pod's network namespace to the bridge: a veth pair whose far end is made
-/// directly inside the Pod as `eth0`, then loopback, the address and default route inside
-/// (one `ip` run on each side, as each costs a process).
+/// directly inside the Pod as `eth0`, then loopback, the address and default route inside.
+/// Through netlink, on a socket here and one opened inside the Pod.
 pub(crate) fn attach_pod(netns: &Path, veth: &str, ip: Ipv4Addr, net: &PodNetwork) -> Result<()> {
-    let host = format!(
-        "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {}\nlink set {veth} up\n",
-        netns.display(),
-        net.bridge
-    );
-    ip_batch(&host)?;
-    let inside = format!(
-        "link set lo up\naddr add {ip}/{} dev eth0\nlink set eth0 up\nroute add default via {}\n",
-        net.prefix, net.gateway
-    );
-    in_netns(netns, move || ip_batch(&inside))
+    let ns = std::fs::File::open(netns).map_err(Error::io("open", netns))?;
+    let bridge = netlink::link_index(&net.bridge)?;
+    Netlink::open()?.add_veth(veth, bridge, "eth0", &ns)?;
+    let (prefix, gateway) = (net.prefix, net.gateway);
+    in_netns(netns, move || {
+        let mut inside = Netlink::open()?;
+        inside.set_up(netlink::link_index("lo")?)?;
+        let eth0 = netlink::link_index("eth0")?;
+        inside.add_address(eth0, ip, prefix)?;
+        inside.set_up(eth0)?;
+        inside.add_default_route(eth0, gateway)
+    })
 }
 
 /// Removes the Pod's veth pair (deleting one end deletes both). Missing is fine.
@@ -429,9 +431,9 @@ pub(crate) fn detach_pod(veth: &str) -> Result<()> {
     if !Path::new("/sys/class/net").join(veth).exists() {
         return Ok(());
     }
-    match run(Command::new("ip").args(["link", "del", veth]), None) {
+    match Netlink::open()?.delete_link(veth) {
         Err(_) if !Path::new("/sys/class/net").join(veth).exists() => Ok(()),
-        other => other.map(|_| ()),
+        other => other,
     }
 }
 
