@@ -160,6 +160,7 @@ impl ContainerRuntime for FakeRuntime {
             id.clone(),
             SandboxStatus {
                 id: id.clone(),
+                pod_uid: config.pod_uid.clone(),
                 ready: true,
                 ip: Some(ip),
                 created_at: SystemTime::now(),

@@ -302,6 +302,7 @@ mod tests {
     fn sandbox(ready: bool) -> SandboxStatus {
         SandboxStatus {
             id: "sb".into(),
+            pod_uid: "u".into(),
             ready,
             ip: None,
             created_at: t(0),

@@ -400,11 +400,9 @@ impl PodWorker {
     }
 
     async fn actual(&self) -> Option<ActualPod> {
-        let sandboxes = self.shared.runtime.list_sandboxes().await;
-        let containers = self.shared.runtime.list_containers().await;
-        match (sandboxes, containers) {
-            (Ok(s), Ok(c)) => Some(ActualPod::of(&self.uid, &s, &c)),
-            (Err(e), _) | (_, Err(e)) => {
+        match self.shared.runtime.list_pod(&self.uid).await {
+            Ok((s, c)) => Some(ActualPod::of(&self.uid, &s, &c)),
+            Err(e) => {
                 tracing::warn!(uid = %self.uid, "cannot list the runtime's state: {e}");
                 None
             }

@@ -12,6 +12,7 @@ use runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ContainerStatus, Propagation, SandboxConfig,
     SandboxStatus, StreamRequest, StreamSession,
 };
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +28,9 @@ pub struct OciRuntime {
 
 struct Inner {
     cfg: OciConfig,
+    /// Which sandboxes each Pod has and which containers each sandbox has; `None` until first
+    /// used, then built from the files and kept in step by every create and remove.
+    index: std::sync::Mutex<Option<Index>>,
     /// The installed shim program.
     shim: PathBuf,
     /// Bridge creation and teardown (writers) against Pods being attached and detached
@@ -48,6 +52,7 @@ impl OciRuntime {
     pub fn new(mut config: OciConfig) -> Result<OciRuntime> {
         config.runc = shim::resolve_program(&config.runc);
         let inner = Inner {
+            index: std::sync::Mutex::new(None),
             shim: shim::install(&config.root)?,
             cfg: config,
             net_lock: std::sync::RwLock::new(()),
@@ -98,6 +103,54 @@ impl OciRuntime {
                 context: "runtime task".into(),
                 source: Box::new(e),
             }),
+        }
+    }
+}
+
+/// Sandbox ids by Pod UID and container ids by sandbox id.
+#[derive(Default)]
+struct Index {
+    sandboxes: HashMap<String, BTreeSet<String>>,
+    containers: HashMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    fn add_sandbox(&mut self, pod_uid: &str, id: &str) {
+        self.sandboxes
+            .entry(pod_uid.to_string())
+            .or_default()
+            .insert(id.to_string());
+    }
+
+    fn add_container(&mut self, sandbox_id: &str, id: &str) {
+        self.containers
+            .entry(sandbox_id.to_string())
+            .or_default()
+            .insert(id.to_string());
+    }
+
+    fn sandboxes_of(&self, pod_uid: &str) -> Vec<String> {
+        self.sandboxes
+            .get(pod_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Vec<String> {
+        self.containers
+            .get(sandbox_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets a sandbox or container.
+    fn remove(&mut self, id: &str) {
+        for map in [&mut self.sandboxes, &mut self.containers] {
+            map.remove(id);
+            map.retain(|_, ids| {
+                ids.remove(id);
+                !ids.is_empty()
+            });
         }
     }
 }
@@ -159,6 +212,26 @@ impl Inner {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
+    /// Runs `f` on the index, built from the files first if this is its first use.
+    fn with_index<T>(&self, f: impl FnOnce(&mut Index) -> T) -> Result<T> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.is_none() {
+            let mut built = Index::default();
+            for id in meta::list_dir(&self.sandboxes())? {
+                if let Ok(Some(m)) = self.load_sandbox(&id) {
+                    built.add_sandbox(&m.pod_uid, &id);
+                }
+            }
+            for id in meta::list_dir(&self.containers())? {
+                if let Ok(Some(m)) = self.load_container(&id) {
+                    built.add_container(&m.sandbox_id, &id);
+                }
+            }
+            *index = Some(built);
+        }
+        Ok(f(index.as_mut().expect("just built")))
+    }
+
     fn load_sandbox(&self, id: &str) -> Result<Option<SandboxMeta>> {
         if !Self::check_id(id) {
             return Ok(None);
@@ -218,6 +291,7 @@ impl Inner {
         };
         // Written first, so a failure half-way leaves something `remove_sandbox` can undo.
         meta::write_json(&dir.join("sandbox.json"), &m)?;
+        self.with_index(|ix| ix.add_sandbox(&m.pod_uid, id))?;
         let hosts = if cfg.etc_hosts.is_empty() {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
         } else {
@@ -254,8 +328,9 @@ impl Inner {
     }
 
     fn containers_of(&self, sandbox_id: &str) -> Result<Vec<ContainerMeta>> {
+        let ids = self.with_index(|ix| ix.containers_of(sandbox_id))?;
         let mut out = Vec::new();
-        for id in meta::list_dir(&self.containers())? {
+        for id in ids {
             if let Ok(Some(c)) = self.load_container(&id)
                 && c.sandbox_id == sandbox_id
             {
@@ -263,6 +338,22 @@ impl Inner {
             }
         }
         Ok(out)
+    }
+
+    /// A Pod's sandboxes and their containers, reading only their own files.
+    fn list_pod(&self, pod_uid: &str) -> Result<(Vec<SandboxStatus>, Vec<ContainerStatus>)> {
+        let ids = self.with_index(|ix| ix.sandboxes_of(pod_uid))?;
+        let (mut sandboxes, mut containers) = (Vec::new(), Vec::new());
+        for id in ids {
+            let Some(m) = self.load_sandbox(&id)? else {
+                continue;
+            };
+            sandboxes.push(self.sandbox_status(&m));
+            for c in self.containers_of(&id)? {
+                containers.push(self.status_of(&c)?);
+            }
+        }
+        Ok((sandboxes, containers))
     }
 
     fn stop_sandbox(&self, id: &str) -> Result<()> {
@@ -318,13 +409,15 @@ impl Inner {
                 dir.join("shm").display()
             )));
         }
-        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))
+        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+        self.with_index(|ix| ix.remove(id))
     }
 
     fn sandbox_status(&self, m: &SandboxMeta) -> SandboxStatus {
         let ns = NsFiles::new(&self.sandbox_dir(&m.id), m.host_network);
         SandboxStatus {
             id: m.id.clone(),
+            pod_uid: m.pod_uid.clone(),
             ready: m.ready && network::is_ns_mounted(&ns.ipc),
             ip: m.ip,
             created_at: meta::from_nanos(m.created_at),
@@ -503,7 +596,8 @@ impl Inner {
             cgroups_path,
             termination_message: termination_message_file(config),
         };
-        meta::write_json(&dir.join("container.json"), &m)
+        meta::write_json(&dir.join("container.json"), &m)?;
+        self.with_index(|ix| ix.add_container(&m.sandbox_id, &m.id))
     }
 
     fn records(&self, id: &str) -> Result<(Option<StartRecord>, Option<ExitRecord>)> {
@@ -616,7 +710,8 @@ impl Inner {
                 rootfs.display()
             )));
         }
-        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))
+        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+        self.with_index(|ix| ix.remove(id))
     }
 
     fn container_status(&self, id: &str) -> Result<ContainerStatus> {
@@ -807,6 +902,14 @@ impl ContainerRuntime for OciRuntime {
 
     async fn list_sandboxes(&self) -> runtime::Result<Vec<SandboxStatus>> {
         self.blocking(|i| i.list_sandboxes()).await
+    }
+
+    async fn list_pod(
+        &self,
+        pod_uid: &str,
+    ) -> runtime::Result<(Vec<SandboxStatus>, Vec<ContainerStatus>)> {
+        let uid = pod_uid.to_string();
+        self.blocking(move |i| i.list_pod(&uid)).await
     }
 
     async fn create_container(

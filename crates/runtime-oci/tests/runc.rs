@@ -367,9 +367,15 @@ async fn stop_with_and_without_grace() {
     );
     env.rt.stop_sandbox(&sb).await.unwrap();
     env.rt.stop_sandbox(&sb).await.unwrap();
+    let uid = env.sandbox_config("stop").pod_uid;
+    let all = env.rt.list_containers().await.unwrap();
+    assert_eq!(env.rt.list_pod(&uid).await.unwrap().1.len(), all.len());
+    assert!(!all.is_empty());
     env.rt.remove_sandbox(&sb).await.unwrap();
     env.rt.remove_sandbox(&sb).await.unwrap();
     assert!(env.rt.list_containers().await.unwrap().is_empty());
+    let (sandboxes, containers) = env.rt.list_pod(&uid).await.unwrap();
+    assert!(sandboxes.is_empty() && containers.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -445,6 +451,15 @@ async fn pods_reach_each_other_and_exec() {
     let st = wait_exited(&env.rt, &cl).await;
     let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
     assert_eq!(out, vec!["ping-ok", "hi-from-a"], "exit {:?}", st.exit_code);
+
+    // Each Pod's own sandbox and containers, also from a new runtime on the same root (its
+    // index is built from the files).
+    let fresh = OciRuntime::new(env.config.clone()).unwrap();
+    for rt in [&env.rt, &fresh] {
+        let (sandboxes, containers) = rt.list_pod(&c2.pod_uid).await.unwrap();
+        assert_eq!(sandboxes.iter().map(|s| &s.id).collect::<Vec<_>>(), [&sb2]);
+        assert_eq!(containers.iter().map(|c| &c.id).collect::<Vec<_>>(), [&cl]);
+    }
 
     // exec: exit codes, stdin, and a missing executable.
     let req = |cmd: &[&str], stdin: bool| StreamRequest {

@@ -109,6 +109,8 @@ pub struct SandboxConfig {
 pub struct SandboxStatus {
     /// The runtime's id.
     pub id: String,
+    /// The UID of the Pod it was made for ([`SandboxConfig::pod_uid`]).
+    pub pod_uid: String,
     /// Ready while its namespaces exist.
     pub ready: bool,
     /// The Pod's IP, unless host network.
@@ -301,6 +303,24 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_sandbox(&self, id: &str) -> Result<()>;
     /// Every sandbox the runtime knows.
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>>;
+    /// The sandboxes made for one Pod and their containers: what a Pod's worker looks at on
+    /// each pass. Runtimes with many Pods should answer it without reading every other Pod's
+    /// state; this default filters the full lists.
+    async fn list_pod(&self, pod_uid: &str) -> Result<(Vec<SandboxStatus>, Vec<ContainerStatus>)> {
+        let sandboxes: Vec<SandboxStatus> = self
+            .list_sandboxes()
+            .await?
+            .into_iter()
+            .filter(|s| s.pod_uid == pod_uid)
+            .collect();
+        let containers = self
+            .list_containers()
+            .await?
+            .into_iter()
+            .filter(|c| sandboxes.iter().any(|s| s.id == c.sandbox_id))
+            .collect();
+        Ok((sandboxes, containers))
+    }
     /// Makes a container in a sandbox and returns its id.
     async fn create_container(
         &self,

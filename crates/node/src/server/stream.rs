@@ -360,8 +360,13 @@ pub(crate) mod tests {
         }
         async fn list_sandboxes(&self) -> runtime::Result<Vec<SandboxStatus>> {
             let labels = self.list_containers().await?.remove(0).labels;
+            let pod_uid = labels
+                .get(runtime::labels::POD_UID)
+                .cloned()
+                .unwrap_or_default();
             Ok(vec![SandboxStatus {
                 id: "s1".into(),
+                pod_uid,
                 ready: true,
                 ip: None,
                 created_at: SystemTime::now(),

@@ -26,6 +26,7 @@ fn pod(policy: &str, inits: &[&str], apps: &[&str]) -> Pod {
 fn sandbox() -> SandboxStatus {
     SandboxStatus {
         id: "sb".into(),
+        pod_uid: "u".into(),
         ready: true,
         ip: Some(IpAddr::V4(Ipv4Addr::new(10, 88, 0, 7))),
         created_at: t(0),
