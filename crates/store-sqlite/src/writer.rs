@@ -159,7 +159,8 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(before("begin"))?;
         let mut last: Revision = tx
-            .query_row(CURRENT_REVISION, [], |row| row.get(0))
+            .prepare_cached(CURRENT_REVISION)
+            .and_then(|mut s| s.query_row([], |row| row.get(0)))
             .map_err(before("read current revision"))?;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
