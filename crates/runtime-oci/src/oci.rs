@@ -399,11 +399,7 @@ impl Inner {
         let dir = self.sandbox_dir(id);
         network::unmount_quiet(&dir.join("shm"))?;
         remove_cgroup_dirs(&m.cgroup_parent);
-        if dir.join("shm").exists()
-            && nix::sys::statfs::statfs(&dir.join("shm"))
-                .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
-                .unwrap_or(false)
-        {
+        if is_mount_point(&dir.join("shm")) {
             return Err(Error::InvalidConfig(format!(
                 "{} is still mounted",
                 dir.join("shm").display()
@@ -491,7 +487,7 @@ impl Inner {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = network::unmount_quiet(&dir.join("rootfs"));
-                if !is_overlay(&dir.join("rootfs")) {
+                if !is_mount_point(&dir.join("rootfs")) {
                     let _ = std::fs::remove_dir_all(&dir);
                 }
                 Err(e)
@@ -686,7 +682,7 @@ impl Inner {
             let dir = self.container_dir(id);
             if Self::check_id(id) && dir.exists() {
                 network::unmount_quiet(&dir.join("rootfs"))?;
-                if !is_overlay(&dir.join("rootfs")) {
+                if !is_mount_point(&dir.join("rootfs")) {
                     std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
                 }
             }
@@ -704,7 +700,7 @@ impl Inner {
         let rootfs = dir.join("rootfs");
         network::unmount_quiet(&rootfs)?;
         // Never delete through a live overlay (it would only whiteout, but the intent is wrong).
-        if is_overlay(&rootfs) {
+        if is_mount_point(&rootfs) {
             return Err(Error::InvalidConfig(format!(
                 "{} is still mounted",
                 rootfs.display()
@@ -860,10 +856,17 @@ fn read_termination_message(path: &Path) -> Option<String> {
 }
 
 /// Whether a path is an overlay mount.
-fn is_overlay(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
-        .unwrap_or(false)
+/// Whether something is mounted at `path` (its device differs from its parent's). Not the
+/// kind of filesystem: the data directory may itself be on a tmpfs or an overlay.
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::symlink_metadata),
+    ) {
+        (Ok(me), Some(Ok(parent))) => me.dev() != parent.dev(),
+        _ => false,
+    }
 }
 
 /// Removes a Pod's cgroup directory in every hierarchy (only empty ones can go; runc removed

@@ -103,12 +103,33 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with_root(|_| {})
+    }
+
+    /// With the runtime's root on a tmpfs of its own (as a data directory under a tmpfs /tmp
+    /// is): nothing may take the filesystem's kind for a mount of the runtime's.
+    fn on_tmpfs() -> Env {
+        Env::with_root(|root| {
+            std::fs::create_dir_all(root).unwrap();
+            nix::mount::mount(
+                Some("tmpfs"),
+                root,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+        })
+    }
+
+    fn with_root(prepare: impl FnOnce(&Path)) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("tatami-oci-")
             .tempdir_in("/tmp")
             .unwrap();
         let image = dir.path().join("image");
         busybox_rootfs(&image);
+        prepare(&dir.path().join("root"));
         let config = OciConfig::new(dir.path().join("root"), Arc::new(Busybox { dir: image }));
         let rt = OciRuntime::new(config.clone()).unwrap();
         Env { rt, config, dir }
@@ -518,7 +539,13 @@ async fn pods_reach_each_other_and_exec() {
 async fn shutdown_all_leaves_nothing() {
     require_root!();
     let _g = lock().await;
-    let env = Env::new();
+    shutdown_leaves_nothing(&Env::new()).await;
+    let env = Env::on_tmpfs();
+    shutdown_leaves_nothing(&env).await;
+    nix::mount::umount2(&env.config.root, nix::mount::MntFlags::MNT_DETACH).unwrap();
+}
+
+async fn shutdown_leaves_nothing(env: &Env) {
     let sbc = env.sandbox_config("down");
     let sb = env.rt.run_sandbox(&sbc).await.unwrap();
     let id = env
@@ -550,7 +577,7 @@ async fn shutdown_all_leaves_nothing() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&runc_list.stdout).trim(), "");
-    let root = env.config.root.to_str().unwrap().to_string();
+    let root = format!("{}/", env.config.root.display());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root), "mounts left under {root}");
     assert!(!bridge.exists());
