@@ -81,26 +81,47 @@ impl<'a> Config<'a> {
     }
 }
 
-/// Why the shim stopped: what it was doing and the kernel's error, if one.
+/// Why the shim stopped: what it was doing, and why that failed.
 #[derive(Debug)]
 pub struct Failure {
     what: &'static str,
-    errno: Option<Errno>,
+    cause: Cause,
+}
+
+#[derive(Debug)]
+enum Cause {
+    Unknown,
+    /// The kernel's error.
+    Errno(Errno),
+    /// How a child (runc) ended.
+    Exit(sys::Exit),
 }
 
 impl Failure {
     fn new(what: &'static str) -> Failure {
-        Failure { what, errno: None }
+        Failure {
+            what,
+            cause: Cause::Unknown,
+        }
     }
 
     fn push_to<const N: usize>(&self, out: &mut Buf<N>) {
         out.push_str(self.what);
-        if let Some(e) = self.errno {
-            out.push(b": ")
-                .push_str(errno_text(e))
-                .push(b" (os error ")
-                .push_u64(e.0 as u64)
-                .push(b")");
+        match self.cause {
+            Cause::Unknown => {}
+            Cause::Errno(e) => {
+                out.push(b": ")
+                    .push_str(errno_text(e))
+                    .push(b" (os error ")
+                    .push_u64(e.0 as u64)
+                    .push(b")");
+            }
+            Cause::Exit(sys::Exit::Code(c)) => {
+                out.push(b": exit status ").push_u64(c as u64);
+            }
+            Cause::Exit(sys::Exit::Signal(s)) => {
+                out.push(b": killed by signal ").push_u64(s as u64);
+            }
         }
     }
 }
@@ -114,7 +135,7 @@ impl<T> Doing<T> for sys::Result<T> {
     fn doing(self, what: &'static str) -> Result<T, Failure> {
         self.map_err(|e| Failure {
             what,
-            errno: Some(e),
+            cause: Cause::Errno(e),
         })
     }
 }
@@ -135,7 +156,7 @@ pub unsafe fn main(args: &[&CStr], envp: *const *const u8) -> i32 {
         Err(e) => {
             report_failure(&Failure {
                 what: "fork",
-                errno: Some(e),
+                cause: Cause::Errno(e),
             });
             return 1;
         }
@@ -358,9 +379,9 @@ unsafe fn start_container(cfg: &Config, envp: *const *const u8) -> Result<Stdio,
     };
     if status != sys::Exit::Code(0) {
         start_failed();
-        return Err(match status {
-            sys::Exit::Code(_) => Failure::new("runc run failed"),
-            sys::Exit::Signal(_) => Failure::new("runc run was killed"),
+        return Err(Failure {
+            what: "runc run",
+            cause: Cause::Exit(status),
         });
     }
     if let Some(listener) = console_listener {
@@ -390,7 +411,7 @@ fn receive_console(listener: Fd) -> Result<Fd, Failure> {
     if sys::poll(&mut wait, 5000).doing("wait for the console")? == 0 {
         return Err(Failure {
             what: "wait for the console",
-            errno: Some(sys::ETIMEDOUT),
+            cause: Cause::Errno(sys::ETIMEDOUT),
         });
     }
     let conn = sys::accept(listener).doing("accept on console.sock")?;
@@ -808,6 +829,36 @@ fn send_all(fd: Fd, mut data: &[u8]) -> sys::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_say_what_and_why() {
+        let text = |f: Failure| {
+            let mut b = Buf::<128>::new();
+            f.push_to(&mut b);
+            String::from_utf8(b.as_bytes().to_vec()).unwrap()
+        };
+        let runc = |exit| Failure {
+            what: "runc run",
+            cause: Cause::Exit(exit),
+        };
+        assert_eq!(
+            text(runc(sys::Exit::Code(127))),
+            "runc run: exit status 127"
+        );
+        assert_eq!(
+            text(runc(sys::Exit::Signal(9))),
+            "runc run: killed by signal 9"
+        );
+        let open = Failure {
+            what: "open the log",
+            cause: Cause::Errno(Errno(13)),
+        };
+        assert_eq!(text(open), "open the log: permission denied (os error 13)");
+        assert_eq!(
+            text(Failure::new("runc sent no console")),
+            "runc sent no console"
+        );
+    }
 
     #[test]
     fn arguments_parse() {
