@@ -686,6 +686,41 @@ async fn unread_stdin_does_not_stall_output() {
     env.rt.stop_container(&id, Duration::ZERO).await.unwrap();
 }
 
+/// A container reads a megabyte from an attach's stdin at its own pace (the shim waits for
+/// room in the pipe), and one without stdin reads EOF from its /dev/null.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_reaches_a_slow_reader_and_no_stdin_reads_eof() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("slowin");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let mut reader = container("reader", &["sh", "-c", "sleep 0.5; wc -c"]);
+    reader.stdin = true;
+    reader.stdin_once = true;
+    let id = env.rt.create_container(&sb, &reader, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = StreamRequest {
+        stdin: true,
+        ..Default::default()
+    };
+    let mut s = env.rt.attach(&id, &req).await.unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(&vec![b'x'; 1 << 20]).await.unwrap();
+    drop(stdin);
+    let st = wait_exited(&env.rt, &id).await;
+    assert_eq!(st.exit_code, Some(0));
+    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
+    assert_eq!(out, ["1048576"]);
+
+    let none = container("none", &["sh", "-c", "cat; echo cat=$?"]);
+    let id = env.rt.create_container(&sb, &none, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
+    assert_eq!(out, ["cat=0"]);
+}
+
 /// Reads from a terminal's output until `want` shows up (or the output ends), and returns
 /// all it read.
 async fn read_until(out: &mut (dyn tokio::io::AsyncRead + Send + Unpin), want: &str) -> String {

@@ -5,7 +5,7 @@
 //! `.<YYYYmmdd-HHMMSS>` appended (kubelet's timestamp format, uncompressed here), and only the
 //! newest `max_files` files (the live one included) are kept.
 
-use crate::sys::{self, EEXIST, Errno, Fd, Result};
+use crate::sys::{self, EEXIST, EINVAL, Errno, Fd, Result};
 use crate::text::{Buf, Utc};
 use core::ffi::CStr;
 
@@ -74,7 +74,7 @@ impl CriLog {
         let mut live = PathBuf::new();
         live.push(&self.path.as_bytes()[..base]);
         let renamed = loop {
-            match sys::rename(live.cstr()?, self.path.cstr()?, false) {
+            match rename_new(&mut live, &mut self.path) {
                 Err(EEXIST) if n < 1000 => {
                     self.path.truncate(stamped);
                     self.path.push(b".").push_padded(n, 3);
@@ -85,10 +85,13 @@ impl CriLog {
         };
         self.path.truncate(base);
         renamed?;
-        sys::close(self.fd);
-        self.fd = open_append(&mut self.path)?;
+        // The new file first: if it cannot be made, entries keep going to the renamed one.
+        let fd = open_append(&mut self.path)?;
+        sys::close(core::mem::replace(&mut self.fd, fd));
         self.size = 0;
-        self.prune()
+        // Old files left over are no reason to lose the entry being written.
+        let _ = self.prune();
+        Ok(())
     }
 
     /// Removes the oldest rotated files beyond `max_files - 1`. The stamps sort as text in
@@ -125,6 +128,23 @@ impl CriLog {
 impl Drop for CriLog {
     fn drop(&mut self) {
         sys::close(self.fd);
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (EEXIST then). Filesystems without
+/// RENAME_NOREPLACE (NFS, FUSE) get a check and a plain rename.
+fn rename_new(from: &mut PathBuf, to: &mut PathBuf) -> Result<()> {
+    match sys::rename(from.cstr()?, to.cstr()?, false) {
+        Err(EINVAL) => {
+            if sys::open(to.cstr()?, sys::O_RDONLY, 0)
+                .map(sys::close)
+                .is_ok()
+            {
+                return Err(EEXIST);
+            }
+            sys::rename(from.cstr()?, to.cstr()?, true)
+        }
+        r => r,
     }
 }
 

@@ -21,7 +21,7 @@
 #![allow(unsafe_code)]
 
 use crate::log::{CriLog, LineSplitter, errno_text};
-use crate::sys::{self, Errno, Fd, POLLERR, POLLHUP, POLLIN, PollFd};
+use crate::sys::{self, Errno, Fd, POLLERR, POLLHUP, POLLIN, POLLOUT, PollFd};
 use crate::text::{self, Buf};
 use core::ffi::CStr;
 
@@ -272,6 +272,7 @@ unsafe fn run(cfg: &Config, envp: *const *const u8) -> Result<(), Failure> {
         children,
         init: pid,
         exit: None,
+        buf: [0; 32 * 1024],
     };
     let exit_code = monitor.run();
 
@@ -299,7 +300,8 @@ unsafe fn start_container(cfg: &Config, envp: *const *const u8) -> Result<Stdio,
         .transpose()
         .doing("listen on console.sock")?;
     // The child's stdin, stdout and stderr, and the ends the shim keeps.
-    let null = sys::open(c"/dev/null", sys::O_WRONLY, 0).doing("open /dev/null")?;
+    // Read-write: a container without stdin reads EOF from it, as from a pipe closed.
+    let null = sys::open(c"/dev/null", sys::O_RDWR, 0).doing("open /dev/null")?;
     let mut theirs = [null; 3];
     let mut stdio = Stdio {
         outputs: [None; 2],
@@ -344,6 +346,8 @@ unsafe fn start_container(cfg: &Config, envp: *const *const u8) -> Result<Stdio,
     }
     let runc = sys::fork().doing("fork")?;
     if runc == 0 {
+        // The shim's log, kept past the redirections for an exec failure's words.
+        let log = sys::dup_cloexec(2).unwrap_or(2);
         for (fd, target) in theirs.iter().zip(0..) {
             if sys::dup2(*fd, target).is_err() {
                 sys::exit(127);
@@ -360,7 +364,7 @@ unsafe fn start_container(cfg: &Config, envp: *const *const u8) -> Result<Stdio,
             .push(b": ")
             .push_str(errno_text(e))
             .push(b"\n");
-        let _ = sys::write_all(2, line.as_bytes());
+        let _ = sys::write_all(log, line.as_bytes());
         sys::exit(127);
     }
     // The write ends now belong to runc and the container: EOF on the read ends means the
@@ -414,7 +418,7 @@ fn receive_console(listener: Fd) -> Result<Fd, Failure> {
             cause: Cause::Errno(sys::ETIMEDOUT),
         });
     }
-    let conn = sys::accept(listener).doing("accept on console.sock")?;
+    let conn = sys::accept(listener, false).doing("accept on console.sock")?;
     let master = sys::receive_fd(conn).doing("receive the console");
     sys::close(conn);
     sys::close(listener);
@@ -519,7 +523,10 @@ fn write_atomic(path: &CStr, tmp: &CStr, bytes: &[u8]) -> sys::Result<()> {
     sys::rename(tmp, path, true)
 }
 
-const MAX_CLIENTS: usize = 8;
+const MAX_CLIENTS: usize = 16;
+/// Each attached client's socket buffer: output it has not read yet waits there, and a client
+/// that falls further behind is let go rather than stall the container's log.
+const CLIENT_BUFFER: i32 = 4 << 20;
 const MAX_RESIZES: usize = 4;
 /// How long output may keep coming after the container's init exited (from a process that
 /// escaped with a copy of its pipes).
@@ -542,6 +549,8 @@ struct Monitor {
     init: i32,
     /// The init's exit code, and when it was seen.
     exit: Option<(i32, u64)>,
+    /// Where output is read into.
+    buf: [u8; 32 * 1024],
 }
 
 /// What a `poll` entry stands for.
@@ -579,12 +588,16 @@ impl Monitor {
                 fd: -1,
                 events: POLLIN,
                 revents: 0,
-            }; 24];
-            let mut sources = [Source::Children; 24];
+            }; 40];
+            let mut sources = [Source::Children; 40];
             let mut n = 0;
             let mut add = |fd: Option<Fd>, source: Source| {
                 if let Some(fd) = fd {
                     fds[n].fd = fd;
+                    // A write end reports room, never input.
+                    if matches!(source, Source::StdinWritable) {
+                        fds[n].events = POLLOUT;
+                    }
                     sources[n] = source;
                     n += 1;
                 }
@@ -607,7 +620,7 @@ impl Monitor {
                 continue;
             }
             for (fd, source) in fds[..n].iter().zip(sources) {
-                if fd.revents & (POLLIN | POLLHUP | POLLERR) != 0 {
+                if fd.revents & (POLLIN | POLLOUT | POLLHUP | POLLERR) != 0 {
                     self.ready(source);
                 }
             }
@@ -625,7 +638,8 @@ impl Monitor {
                 }
             }
             Source::AttachListener => {
-                if let Ok(conn) = sys::accept(self.attach_listener) {
+                if let Ok(conn) = sys::accept(self.attach_listener, true) {
+                    let _ = sys::set_send_buffer(conn, CLIENT_BUFFER);
                     match self.clients.iter_mut().find(|c| c.is_none()) {
                         Some(slot) => *slot = Some(conn),
                         None => sys::close(conn),
@@ -636,7 +650,10 @@ impl Monitor {
             Source::StdinConn => self.stdin.read(),
             Source::StdinWritable => self.stdin.flush(),
             Source::ResizeListener => {
-                if let Some(conn) = self.resize_listener.and_then(|l| sys::accept(l).ok()) {
+                if let Some(conn) = self
+                    .resize_listener
+                    .and_then(|l| sys::accept(l, false).ok())
+                {
                     match self.resizes.iter_mut().find(|r| r.is_none()) {
                         Some(slot) => *slot = Some((conn, Buf::new())),
                         None => sys::close(conn),
@@ -660,8 +677,8 @@ impl Monitor {
 
     fn copy_output(&mut self, i: usize) {
         let Some(fd) = self.outputs[i] else { return };
-        let mut buf = [0u8; 32 * 1024];
-        let n = match sys::read(fd, &mut buf) {
+        let buf = &mut self.buf;
+        let n = match sys::read(fd, buf) {
             Ok(n) => n,
             // A terminal shares its descriptor with the non-blocking stdin.
             Err(sys::EAGAIN) => return,
@@ -687,7 +704,7 @@ impl Monitor {
         header[1..].copy_from_slice(&(n as u32).to_be_bytes());
         for slot in &mut self.clients {
             if let Some(c) = *slot
-                && (send_all(c, &header).is_err() || send_all(c, data).is_err())
+                && !(sent_whole(c, &header) && sent_whole(c, data))
             {
                 sys::close(c);
                 *slot = None;
@@ -770,7 +787,7 @@ impl StdinCopy {
 
     fn accept(&mut self) {
         if let Some(l) = self.listener {
-            self.conn = sys::accept(l).ok();
+            self.conn = sys::accept(l, false).ok();
         }
     }
 
@@ -818,12 +835,10 @@ impl StdinCopy {
     }
 }
 
-fn send_all(fd: Fd, mut data: &[u8]) -> sys::Result<()> {
-    while !data.is_empty() {
-        let n = sys::send(fd, data)?;
-        data = &data[n..];
-    }
-    Ok(())
+/// Whether a non-blocking client's socket took all of `data`: if its buffer is full, the
+/// client is too far behind to keep.
+fn sent_whole(fd: Fd, data: &[u8]) -> bool {
+    matches!(sys::send(fd, data), Ok(n) if n == data.len())
 }
 
 #[cfg(test)]

@@ -21,11 +21,13 @@ pub const EINTR: Errno = Errno(4);
 pub const EAGAIN: Errno = Errno(11);
 pub const EEXIST: Errno = Errno(17);
 pub const ENAMETOOLONG: Errno = Errno(36);
+pub const EINVAL: Errno = Errno(22);
 pub const ETIMEDOUT: Errno = Errno(110);
 
 pub const AT_FDCWD: Fd = -100;
 pub const O_RDONLY: u32 = 0;
 pub const O_WRONLY: u32 = 1;
+pub const O_RDWR: u32 = 2;
 pub const O_CREAT: u32 = 0o100;
 pub const O_TRUNC: u32 = 0o1000;
 pub const O_APPEND: u32 = 0o2000;
@@ -33,6 +35,7 @@ pub const O_DIRECTORY: u32 = 0o200000;
 pub const O_CLOEXEC: u32 = 0o2000000;
 
 pub const POLLIN: i16 = 0x1;
+pub const POLLOUT: i16 = 0x4;
 pub const POLLERR: i16 = 0x8;
 pub const POLLHUP: i16 = 0x10;
 
@@ -56,6 +59,7 @@ mod nr {
     pub const GETPID: usize = 39;
     pub const SOCKET: usize = 41;
     pub const SENDTO: usize = 44;
+    pub const SETSOCKOPT: usize = 54;
     pub const RECVMSG: usize = 47;
     pub const BIND: usize = 49;
     pub const LISTEN: usize = 50;
@@ -199,6 +203,12 @@ pub fn close(fd: Fd) {
 
 pub fn dup(fd: Fd) -> Result<Fd> {
     call(nr::DUP, [fd as usize, 0, 0, 0, 0, 0]).map(|f| f as Fd)
+}
+
+/// A close-on-exec copy of `fd`.
+pub fn dup_cloexec(fd: Fd) -> Result<Fd> {
+    const F_DUPFD_CLOEXEC: usize = 1030;
+    call(nr::FCNTL, [fd as usize, F_DUPFD_CLOEXEC, 3, 0, 0, 0]).map(|f| f as Fd)
 }
 
 /// Makes writes and reads on `fd` fail with EAGAIN instead of waiting (for every descriptor
@@ -535,9 +545,32 @@ pub fn listen_unix(path: &CStr) -> Result<Fd> {
     }
 }
 
-/// Accepts a connection (close-on-exec).
-pub fn accept(fd: Fd) -> Result<Fd> {
-    retry(nr::ACCEPT4, [fd as usize, 0, 0, O_CLOEXEC as usize, 0, 0]).map(|f| f as Fd)
+/// Accepts a connection (close-on-exec; with `nonblocking`, its sends fail with EAGAIN
+/// instead of waiting).
+pub fn accept(fd: Fd, nonblocking: bool) -> Result<Fd> {
+    const SOCK_NONBLOCK: usize = 0o4000;
+    let flags = O_CLOEXEC as usize | if nonblocking { SOCK_NONBLOCK } else { 0 };
+    retry(nr::ACCEPT4, [fd as usize, 0, 0, flags, 0, 0]).map(|f| f as Fd)
+}
+
+/// Sets a socket's send buffer, past the system's limit where allowed (SO_SNDBUFFORCE needs
+/// CAP_NET_ADMIN, which the shim has as root).
+pub fn set_send_buffer(fd: Fd, bytes: i32) -> Result<()> {
+    const SOL_SOCKET: usize = 1;
+    const SO_SNDBUF: usize = 7;
+    const SO_SNDBUFFORCE: usize = 32;
+    let v = &bytes as *const i32 as usize;
+    call(
+        nr::SETSOCKOPT,
+        [fd as usize, SOL_SOCKET, SO_SNDBUFFORCE, v, 4, 0],
+    )
+    .or_else(|_| {
+        call(
+            nr::SETSOCKOPT,
+            [fd as usize, SOL_SOCKET, SO_SNDBUF, v, 4, 0],
+        )
+    })
+    .map(drop)
 }
 
 #[repr(C)]
