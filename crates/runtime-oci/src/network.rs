@@ -5,8 +5,8 @@
 //! (what `ip netns add` does), so they outlive the thread and every container; containers join
 //! them by path. Each Pod gets a veth pair: the host end on the bridge, the other end as
 //! `eth0` in the Pod with an address from a file-per-address pool under the root.
-//! Network settings use `ip` from iproute2: forking from a thread that has entered a
-//! namespace puts the child in it too, so `ip` runs inside the Pod's namespace that way.
+//! A Pod's links, address and route are set through netlink (`netlink.rs`), on a socket opened
+//! by a thread that has entered the Pod's namespace; only the bridge is made with `ip`, once.
 
 use crate::error::{Error, Result};
 use crate::netlink::{self, Netlink};

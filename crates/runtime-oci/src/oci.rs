@@ -1,10 +1,10 @@
 //! [`OciRuntime`]: sandboxes, bundles and containers driven through runc and the shim.
 
 use crate::OciConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::meta::{self, ContainerMeta, ExitRecord, SandboxMeta, StartRecord};
 use crate::network::{self, NsFiles};
-use crate::shim::{self, error_chain};
+use crate::shim;
 use crate::spec::{self, SandboxPaths, SpecInput};
 use async_trait::async_trait;
 use nix::mount::MsFlags;
@@ -34,7 +34,7 @@ struct Inner {
     /// The installed shim program.
     shim: PathBuf,
     /// Bridge creation and teardown (writers) against Pods being attached and detached
-    /// (readers, many at once: each waits on its own `ip` runs).
+    /// (readers, many at once).
     net_lock: std::sync::RwLock<()>,
 }
 

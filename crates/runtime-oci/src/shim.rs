@@ -87,17 +87,6 @@ pub(crate) fn resolve_program(program: &Path) -> PathBuf {
         .unwrap_or_else(|| program.to_path_buf())
 }
 
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The last error runc logged (its `--log-format json` file), in the words kubectl shows.
 pub(crate) fn runc_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;

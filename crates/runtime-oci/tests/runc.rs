@@ -201,6 +201,30 @@ async fn wait_exited(rt: &OciRuntime, id: &str) -> runtime::ContainerStatus {
     }
 }
 
+/// The texts of a log's entries, in order.
+fn log_texts(path: &Path) -> Vec<String> {
+    log_entries(path).into_iter().map(|e| e.2).collect()
+}
+
+/// Starts `c` with stdin open in the sandbox and attaches to that stdin: the container's id
+/// and the attach's stdin.
+async fn start_with_stdin(
+    env: &Env,
+    sb: &str,
+    sbc: &SandboxConfig,
+    mut c: ContainerConfig,
+) -> (String, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) {
+    c.stdin = true;
+    let id = env.rt.create_container(sb, &c, sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let req = StreamRequest {
+        stdin: true,
+        ..Default::default()
+    };
+    let mut s = env.rt.attach(&id, &req).await.unwrap();
+    (id, s.stdin.take().unwrap())
+}
+
 fn log_entries(path: &Path) -> Vec<(String, String, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -282,11 +306,10 @@ async fn echo_logs_and_exit_code() {
     let st2 = wait_exited(&env.rt, &id2).await;
     assert_eq!(st2.exit_code, Some(0));
     assert_eq!(st2.reason.as_deref(), Some("Completed"));
-    let out: Vec<String> = log_entries(&st2.log_path)
-        .into_iter()
-        .map(|e| e.2)
-        .collect();
-    assert_eq!(out, vec!["echo", "nameserver 127.0.0.1", "2"]);
+    assert_eq!(
+        log_texts(&st2.log_path),
+        vec!["echo", "nameserver 127.0.0.1", "2"]
+    );
     // A missing executable fails the start with runc's words.
     let bad = container("bad", &["nope"]);
     let id3 = env.rt.create_container(&sb, &bad, &sbc).await.unwrap();
@@ -470,8 +493,12 @@ async fn pods_reach_each_other_and_exec() {
     let cl = env.rt.create_container(&sb2, &client, &c2).await.unwrap();
     env.rt.start_container(&cl).await.unwrap();
     let st = wait_exited(&env.rt, &cl).await;
-    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
-    assert_eq!(out, vec!["ping-ok", "hi-from-a"], "exit {:?}", st.exit_code);
+    assert_eq!(
+        log_texts(&st.log_path),
+        vec!["ping-ok", "hi-from-a"],
+        "exit {:?}",
+        st.exit_code
+    );
 
     // Each Pod's own sandbox and containers, also from a new runtime on the same root (its
     // index is built from the files).
@@ -649,19 +676,11 @@ async fn unread_stdin_does_not_stall_output() {
     let env = Env::new();
     let sbc = env.sandbox_config("flood");
     let sb = env.rt.run_sandbox(&sbc).await.unwrap();
-    let mut c = container(
+    let talker = container(
         "talker",
         &["sh", "-c", "sleep 0.5; echo one; echo two; sleep 100"],
     );
-    c.stdin = true;
-    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let req = StreamRequest {
-        stdin: true,
-        ..Default::default()
-    };
-    let mut s = env.rt.attach(&id, &req).await.unwrap();
-    let mut stdin = s.stdin.take().unwrap();
+    let (id, mut stdin) = start_with_stdin(&env, &sb, &sbc, talker).await;
     // Far more than a pipe holds, before the container writes anything.
     let flood = tokio::spawn(async move {
         let chunk = vec![b'x'; 64 * 1024];
@@ -696,29 +715,19 @@ async fn stdin_reaches_a_slow_reader_and_no_stdin_reads_eof() {
     let sbc = env.sandbox_config("slowin");
     let sb = env.rt.run_sandbox(&sbc).await.unwrap();
     let mut reader = container("reader", &["sh", "-c", "sleep 0.5; wc -c"]);
-    reader.stdin = true;
     reader.stdin_once = true;
-    let id = env.rt.create_container(&sb, &reader, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let req = StreamRequest {
-        stdin: true,
-        ..Default::default()
-    };
-    let mut s = env.rt.attach(&id, &req).await.unwrap();
-    let mut stdin = s.stdin.take().unwrap();
+    let (id, mut stdin) = start_with_stdin(&env, &sb, &sbc, reader).await;
     stdin.write_all(&vec![b'x'; 1 << 20]).await.unwrap();
     drop(stdin);
     let st = wait_exited(&env.rt, &id).await;
     assert_eq!(st.exit_code, Some(0));
-    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
-    assert_eq!(out, ["1048576"]);
+    assert_eq!(log_texts(&st.log_path), ["1048576"]);
 
     let none = container("none", &["sh", "-c", "cat; echo cat=$?"]);
     let id = env.rt.create_container(&sb, &none, &sbc).await.unwrap();
     env.rt.start_container(&id).await.unwrap();
     let st = wait_exited(&env.rt, &id).await;
-    let out: Vec<String> = log_entries(&st.log_path).into_iter().map(|e| e.2).collect();
-    assert_eq!(out, ["cat=0"]);
+    assert_eq!(log_texts(&st.log_path), ["cat=0"]);
 }
 
 /// Reads from a terminal's output until `want` shows up (or the output ends), and returns
