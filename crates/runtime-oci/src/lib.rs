@@ -13,6 +13,7 @@
 
 mod error;
 mod exec;
+mod layers;
 mod meta;
 mod netlink;
 mod network;

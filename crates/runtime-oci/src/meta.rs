@@ -4,8 +4,8 @@
 //! Layout under the root:
 //! - `sandboxes/<id>/sandbox.json`, `hosts`, `resolv.conf`, `hostname`, `ns/{net,ipc,uts}`
 //!   (bind mounts that hold the namespaces), `shm/` (a tmpfs shared by the Pod's containers)
-//! - `containers/<id>/container.json`, `config.json` (the OCI bundle), `rootfs/` (the overlay),
-//!   `upper/`, `work/`, `runc.log`, `shim.log`, `start.json` and `exit.json` (written by the shim)
+//! - `containers/<id>/container.json`, `config.json` (the OCI bundle), `rootfs/` (where runc
+//!   mounts the overlay, inside the container's mount namespace), `upper/`, `work/`, `runc.log`, `shim.log`, `start.json` and `exit.json` (written by the shim)
 //! - `ipam/<address>` one file per address in use, holding the sandbox id
 //! - `runc/` runc's own state (`runc --root`)
 

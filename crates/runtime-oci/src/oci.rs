@@ -2,10 +2,11 @@
 
 use crate::OciConfig;
 use crate::error::{Error, Result, error_chain};
+use crate::layers;
 use crate::meta::{self, ContainerMeta, ExitRecord, SandboxMeta, StartRecord};
 use crate::network::{self, NsFiles};
 use crate::shim;
-use crate::spec::{self, SandboxPaths, SpecInput};
+use crate::spec::{self, Rootfs, SandboxPaths, SpecInput};
 use async_trait::async_trait;
 use nix::mount::MsFlags;
 use runtime::{
@@ -486,10 +487,7 @@ impl Inner {
         match self.setup_container(&id, &dir, &sb, &ns, config, sandbox, &image, &layers) {
             Ok(()) => Ok(id),
             Err(e) => {
-                let _ = network::unmount_quiet(&dir.join("rootfs"));
-                if !is_mount_point(&dir.join("rootfs")) {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
+                let _ = std::fs::remove_dir_all(&dir);
                 Err(e)
             }
         }
@@ -513,28 +511,13 @@ impl Inner {
         for d in [&rootfs, &upper, &work] {
             meta::mkdir_all(d)?;
         }
-        // overlayfs lists lower layers top first.
-        let lower: Vec<String> = layers
-            .iter()
-            .rev()
-            .map(|p| p.display().to_string())
-            .collect();
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.join(":"),
-            upper.display(),
-            work.display()
-        );
-        nix::mount::mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .map_err(Error::sys(format!("mount overlay on {}", rootfs.display())))?;
-
-        let user = spec::resolve_user(&config.security, image.user.as_deref(), &rootfs)?;
+        let etc_file = |name: &str| layers::read_image_file(layers, Path::new(name));
+        let user = spec::resolve_user(
+            &config.security,
+            image.user.as_deref(),
+            &etc_file("etc/passwd").unwrap_or_default(),
+            &etc_file("etc/group").unwrap_or_default(),
+        )?;
         let parent = if sb.cgroup_parent.is_empty() {
             "/tatami"
         } else {
@@ -551,7 +534,12 @@ impl Inner {
         let input = SpecInput {
             config,
             image,
-            rootfs: &rootfs,
+            rootfs: &Rootfs {
+                dir: &rootfs,
+                layers,
+                upper: &upper,
+                work: &work,
+            },
             sandbox: &paths,
             cgroups_path: &cgroups_path,
             user,
@@ -681,10 +669,7 @@ impl Inner {
             // A directory without metadata is the leftover of a failed create.
             let dir = self.container_dir(id);
             if Self::check_id(id) && dir.exists() {
-                network::unmount_quiet(&dir.join("rootfs"))?;
-                if !is_mount_point(&dir.join("rootfs")) {
-                    std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
-                }
+                std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
             }
             return Ok(());
         }
@@ -697,15 +682,6 @@ impl Inner {
             }
         }
         let dir = self.container_dir(id);
-        let rootfs = dir.join("rootfs");
-        network::unmount_quiet(&rootfs)?;
-        // Never delete through a live overlay (it would only whiteout, but the intent is wrong).
-        if is_mount_point(&rootfs) {
-            return Err(Error::InvalidConfig(format!(
-                "{} is still mounted",
-                rootfs.display()
-            )));
-        }
         std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
         self.with_index(|ix| ix.remove(id))
     }
@@ -855,7 +831,6 @@ fn read_termination_message(path: &Path) -> Option<String> {
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Whether a path is an overlay mount.
 /// Whether something is mounted at `path` (its device differs from its parent's). Not the
 /// kind of filesystem: the data directory may itself be on a tmpfs or an overlay.
 fn is_mount_point(path: &Path) -> bool {

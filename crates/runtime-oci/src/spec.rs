@@ -1,7 +1,7 @@
 //! Turns a [`runtime::ContainerConfig`] and its image's config into an OCI runtime spec
 //! (`config.json`), the way containerd's CRI plugin does: the same default mounts, capability
 //! set, masked paths and device rules, and Docker's rules for merging command, args and env.
-//! Everything here is pure except [`resolve_user`], which reads the image's `/etc/passwd`.
+//! Everything here is pure.
 
 use crate::ImageConfig;
 use crate::error::{Error, Result};
@@ -128,11 +128,24 @@ pub(crate) struct SandboxPaths {
     pub hostname: String,
 }
 
+/// A container's root filesystem: the image's layers under a writable layer of its own, one
+/// overlay that runc mounts inside the container's mount namespace. Kept out of the node's
+/// mount table, which every `runc` reads several times: a mount there makes every later
+/// container start slower.
+pub(crate) struct Rootfs<'a> {
+    /// The bundle's root, an empty directory the overlay covers.
+    pub dir: &'a Path,
+    /// The image's unpacked layers, lowest first.
+    pub layers: &'a [PathBuf],
+    pub upper: &'a Path,
+    pub work: &'a Path,
+}
+
 /// Everything the spec is made from.
 pub(crate) struct SpecInput<'a> {
     pub config: &'a ContainerConfig,
     pub image: &'a ImageConfig,
-    pub rootfs: &'a Path,
+    pub rootfs: &'a Rootfs<'a>,
     pub sandbox: &'a SandboxPaths,
     pub cgroups_path: &'a str,
     pub user: ResolvedUser,
@@ -225,15 +238,14 @@ pub(crate) fn capability_names(security: &Security, bounding: u64) -> Vec<String
 
 /// The uid, gid and groups to run as: `runAsUser`/`runAsGroup` win over the image's `User`
 /// (`uid`, `uid:gid`, `name` or `name:group`), names are looked up in the image's
-/// `/etc/passwd` and `/etc/group`, and the user's groups from `/etc/group` are added to the
-/// supplemental groups, as containerd does.
+/// `/etc/passwd` and `/etc/group` (their text is given), and the user's groups from
+/// `/etc/group` are added to the supplemental groups, as containerd does.
 pub(crate) fn resolve_user(
     security: &Security,
     image_user: Option<&str>,
-    rootfs: &Path,
+    passwd: &str,
+    group: &str,
 ) -> Result<ResolvedUser> {
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
     let image_user = image_user.unwrap_or("").trim();
     let (user_part, group_part) = match image_user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -449,7 +461,22 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         .map(|m| m.container_path.as_str())
         .collect();
     let ro_sys = if privileged { "rw" } else { "ro" };
+    let root = input.rootfs;
+    // overlayfs lists lower layers top first.
+    let lower: Vec<String> = root
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let overlay = [
+        format!("lowerdir={}", lower.join(":")),
+        format!("upperdir={}", root.upper.display()),
+        format!("workdir={}", root.work.display()),
+    ];
+    let overlay: Vec<&str> = overlay.iter().map(String::as_str).collect();
     let mut mounts = vec![
+        mount("/", "overlay", "overlay", &overlay)?,
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
@@ -635,7 +662,7 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         .version("1.0.2")
         .root(
             RootBuilder::default()
-                .path(input.rootfs)
+                .path(root.dir)
                 .readonly(security.read_only_root_filesystem)
                 .build()
                 .map_err(spec_err)?,
@@ -766,20 +793,10 @@ mod tests {
 
     #[test]
     fn users_resolve_from_passwd() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\nweb:x:100:101::/home/web:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("etc/group"),
-            "root:x:0:\nweb:x:101:\nwheel:x:10:web,other\n",
-        )
-        .unwrap();
+        let passwd = "root:x:0:0::/root:/bin/sh\nweb:x:100:101::/home/web:/bin/sh\n";
+        let group = "root:x:0:\nweb:x:101:\nwheel:x:10:web,other\n";
         let s = Security::default();
-        let u = resolve_user(&s, Some("web"), dir.path()).unwrap();
+        let u = resolve_user(&s, Some("web"), passwd, group).unwrap();
         assert_eq!(
             u,
             ResolvedUser {
@@ -788,9 +805,9 @@ mod tests {
                 additional_gids: vec![10]
             }
         );
-        let u = resolve_user(&s, Some("100:0"), dir.path()).unwrap();
+        let u = resolve_user(&s, Some("100:0"), passwd, group).unwrap();
         assert_eq!((u.uid, u.gid), (100, 0));
-        let u = resolve_user(&s, None, dir.path()).unwrap();
+        let u = resolve_user(&s, None, passwd, group).unwrap();
         assert_eq!((u.uid, u.gid), (0, 0));
         let s2 = Security {
             run_as_user: Some(1234),
@@ -798,7 +815,7 @@ mod tests {
             supplemental_groups: vec![7],
             ..Default::default()
         };
-        let u = resolve_user(&s2, Some("web"), dir.path()).unwrap();
+        let u = resolve_user(&s2, Some("web"), passwd, group).unwrap();
         assert_eq!(
             u,
             ResolvedUser {
@@ -811,8 +828,8 @@ mod tests {
             run_as_non_root: true,
             ..Default::default()
         };
-        assert!(resolve_user(&s3, None, dir.path()).is_err());
-        assert!(resolve_user(&s, Some("nobody"), dir.path()).is_err());
+        assert!(resolve_user(&s3, None, passwd, group).is_err());
+        assert!(resolve_user(&s, Some("nobody"), passwd, group).is_err());
     }
 
     #[test]
@@ -839,10 +856,17 @@ mod tests {
             hostname: "pod".into(),
         };
         let img = ImageConfig::default();
+        let layers = ["/l/0".into(), "/l/1".into()];
+        let rootfs = Rootfs {
+            dir: Path::new("/c/rootfs"),
+            layers: &layers,
+            upper: Path::new("/c/upper"),
+            work: Path::new("/c/work"),
+        };
         let input = SpecInput {
             config: &c,
             image: &img,
-            rootfs: Path::new("/c/rootfs"),
+            rootfs: &rootfs,
             sandbox: &sandbox,
             cgroups_path: "/kubepods/pod1/c1",
             user: ResolvedUser {
@@ -865,6 +889,13 @@ mod tests {
                 .any(|n| n["type"] == "pid" && n.get("path").is_none())
         );
         let mounts = json["mounts"].as_array().unwrap();
+        // The overlay comes first, so everything else is mounted on top of it.
+        assert_eq!(mounts[0]["destination"], "/");
+        assert_eq!(
+            mounts[0]["options"],
+            serde_json::json!(["lowerdir=/l/1:/l/0", "upperdir=/c/upper", "workdir=/c/work"])
+        );
+        assert_eq!(json["root"]["path"], "/c/rootfs");
         let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
         assert_eq!(
             data["options"],
