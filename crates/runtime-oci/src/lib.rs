@@ -1,8 +1,8 @@
 //! The runc implementation of [`runtime::ContainerRuntime`].
 //!
 //! Layout: [`OciRuntime`] (in `oci.rs`) is the driver the node agent holds: it makes Pod
-//! sandboxes (`network.rs`: namespaces pinned by bind mounts, a veth on the runtime's
-//! own bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
+//! sandboxes (`pause.rs`: a process of the shim's program holds the namespaces;
+//! `network.rs`: a veth on the runtime's own bridge, file-based addresses), writes an OCI bundle per container (`spec.rs`, with
 //! containerd's defaults), and starts each container through a shim (`shim.rs`: a small
 //! program of its own, `crates/shim`, built into this crate) that holds its stdio, writes the
 //! CRI log and records the exit, so containers outlive the agent. `exec.rs` runs commands in containers (`pty.rs` gives
@@ -18,6 +18,7 @@ mod meta;
 mod netlink;
 mod network;
 mod oci;
+mod pause;
 mod pty;
 mod shim;
 mod spec;

@@ -2,8 +2,8 @@
 //! same root sees what the last one made.
 //!
 //! Layout under the root:
-//! - `sandboxes/<id>/sandbox.json`, `hosts`, `resolv.conf`, `hostname`, `ns/{net,ipc,uts}`
-//!   (bind mounts that hold the namespaces), `shm/` (a tmpfs shared by the Pod's containers)
+//! - `sandboxes/<id>/sandbox.json` (with the pid of the process holding the namespaces),
+//!   `hosts`, `resolv.conf`, `hostname`, `shm/` (a tmpfs shared by the Pod's containers)
 //! - `containers/<id>/container.json`, `config.json` (the OCI bundle), `rootfs/` (where runc
 //!   mounts the overlay, inside the container's mount namespace), `upper/`, `work/`, `runc.log`, `shim.log`, `start.json` and `exit.json` (written by the shim)
 //! - `ipam/<address>` one file per address in use, holding the sandbox id
@@ -33,6 +33,9 @@ pub(crate) struct SandboxMeta {
     pub ip: Option<IpAddr>,
     /// The host end of the Pod's veth pair.
     pub veth: Option<String>,
+    /// The process holding the namespaces; none before they are made.
+    #[serde(default)]
+    pub holder: Option<crate::pause::Holder>,
     /// False once stopped.
     pub ready: bool,
 }

@@ -1,16 +1,14 @@
-//! Pod namespaces and the node bridge (one per runtime root, see [`PodNetwork::for_root`]).
+//! The Pod network and the node bridge (one per runtime root, see [`PodNetwork::for_root`]).
 //!
-//! A sandbox's network, IPC and UTS namespaces are made by a short-lived thread that
-//! unshares them and bind-mounts `/proc/thread-self/ns/*` onto files in the sandbox directory
-//! (what `ip netns add` does), so they outlive the thread and every container; containers join
-//! them by path. Each Pod gets a veth pair: the host end on the bridge, the other end as
+//! A sandbox's namespaces are held by a process of their own (`pause.rs`). Each Pod gets a
+//! veth pair: the host end on the bridge, the other end as
 //! `eth0` in the Pod with an address from a file-per-address pool under the root.
 //! A Pod's links, address and route are set through netlink (`netlink.rs`), on a socket opened
 //! by a thread that has entered the Pod's namespace; only the bridge is made with `ip`, once.
 
 use crate::error::{Error, Result};
 use crate::netlink::{self, Netlink};
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
 use nix::sched::CloneFlags;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -138,90 +136,6 @@ fn ip_batch(lines: &str) -> Result<()> {
     run(Command::new("ip").args(["-batch", "-"]), Some(lines)).map(|_| ())
 }
 
-/// The namespaces a sandbox holds, as files.
-#[derive(Clone, Debug)]
-pub(crate) struct NsFiles {
-    pub net: Option<PathBuf>,
-    pub ipc: PathBuf,
-    pub uts: Option<PathBuf>,
-}
-
-impl NsFiles {
-    /// The files for a sandbox directory; host network shares the node's net and UTS.
-    pub fn new(dir: &Path, host_network: bool) -> NsFiles {
-        let ns = dir.join("ns");
-        NsFiles {
-            net: (!host_network).then(|| ns.join("net")),
-            ipc: ns.join("ipc"),
-            uts: (!host_network).then(|| ns.join("uts")),
-        }
-    }
-
-    fn all(&self) -> Vec<(&Path, &'static str, CloneFlags)> {
-        let mut v = vec![(self.ipc.as_path(), "ipc", CloneFlags::CLONE_NEWIPC)];
-        if let Some(p) = &self.net {
-            v.push((p.as_path(), "net", CloneFlags::CLONE_NEWNET));
-        }
-        if let Some(p) = &self.uts {
-            v.push((p.as_path(), "uts", CloneFlags::CLONE_NEWUTS));
-        }
-        v
-    }
-}
-
-/// Whether a path is a mounted namespace file.
-pub(crate) fn is_ns_mounted(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
-        .unwrap_or(false)
-}
-
-/// Makes the sandbox's namespaces and pins them to their files. Loopback comes up and the
-/// hostname is set inside.
-pub(crate) fn create_namespaces(files: &NsFiles, hostname: &str) -> Result<()> {
-    for (path, _, _) in files.all() {
-        if let Some(parent) = path.parent() {
-            crate::meta::mkdir_all(parent)?;
-        }
-        std::fs::File::create(path).map_err(Error::io("create", path))?;
-    }
-    let files = files.clone();
-    let hostname = hostname.to_string();
-    // A fresh thread: unshare() of these three kinds changes only the calling thread, and the
-    // thread ends right after, so no other task ever runs in the new namespaces.
-    std::thread::spawn(move || -> Result<()> {
-        let mut flags = CloneFlags::empty();
-        for (_, _, f) in files.all() {
-            flags |= f;
-        }
-        nix::sched::unshare(flags).map_err(Error::sys("unshare pod namespaces"))?;
-        if files.uts.is_some() {
-            nix::unistd::sethostname(&hostname)
-                .map_err(Error::sys(format!("sethostname {hostname}")))?;
-        }
-        for (path, kind, _) in files.all() {
-            let source = format!("/proc/thread-self/ns/{kind}");
-            nix::mount::mount(
-                Some(source.as_str()),
-                path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(Error::sys(format!(
-                "bind mount {source} on {}",
-                path.display()
-            )))?;
-        }
-        Ok(())
-    })
-    .join()
-    .map_err(|_| Error::Command {
-        command: "create namespaces".into(),
-        message: "thread panicked".into(),
-    })?
-}
-
 /// Runs `f` in a thread that has joined the network namespace at `netns`.
 fn in_netns<T: Send + 'static>(
     netns: &Path,
@@ -239,19 +153,6 @@ fn in_netns<T: Send + 'static>(
         command: "enter netns".into(),
         message: "thread panicked".into(),
     })?
-}
-
-/// Unmounts and removes the namespace files. Missing is fine.
-pub(crate) fn remove_namespaces(files: &NsFiles) -> Result<()> {
-    for (path, _, _) in files.all() {
-        unmount_quiet(path)?;
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", path)(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Detaches a mount, ignoring "not mounted" and "no such file".

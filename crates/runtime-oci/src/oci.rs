@@ -4,7 +4,8 @@ use crate::OciConfig;
 use crate::error::{Error, Result, error_chain};
 use crate::layers;
 use crate::meta::{self, ContainerMeta, ExitRecord, SandboxMeta, StartRecord};
-use crate::network::{self, NsFiles};
+use crate::network;
+use crate::pause::Holder;
 use crate::shim;
 use crate::spec::{self, Rootfs, SandboxPaths, SpecInput};
 use async_trait::async_trait;
@@ -288,6 +289,7 @@ impl Inner {
             created_at: meta::now_nanos(),
             ip: None,
             veth: None,
+            holder: None,
             ready: false,
         };
         // Written first, so a failure half-way leaves something `remove_sandbox` can undo.
@@ -312,17 +314,19 @@ impl Inner {
             Some("mode=1777,size=65536k"),
         )
         .map_err(Error::sys(format!("mount tmpfs on {}", shm.display())))?;
-        let ns = NsFiles::new(dir, cfg.host_network);
-        network::create_namespaces(&ns, &hostname)?;
-        if let Some(netns) = &ns.net {
+        let holder = Holder::start(&self.shim, cfg.host_network, &hostname)?;
+        m.holder = Some(holder.clone());
+        if !cfg.host_network {
             let ip = network::allocate_ip(&self.ipam(), &self.cfg.network, id)?;
-            let veth = network::veth_name(id);
             m.ip = Some(IpAddr::V4(ip));
-            m.veth = Some(veth.clone());
-            meta::write_json(&dir.join("sandbox.json"), &m)?;
+            m.veth = Some(network::veth_name(id));
+        }
+        // Before the address is used: a failure from here on is undone from this file.
+        meta::write_json(&dir.join("sandbox.json"), &m)?;
+        if let (Some(IpAddr::V4(ip)), Some(veth)) = (m.ip, &m.veth) {
             self.ensure_bridge()?;
             let _guard = self.net_lock.read().unwrap_or_else(|p| p.into_inner());
-            network::attach_pod(netns, &veth, ip, &self.cfg.network)?;
+            network::attach_pod(&holder.ns("net"), veth, ip, &self.cfg.network)?;
         }
         m.ready = true;
         meta::write_json(&dir.join("sandbox.json"), &m)
@@ -379,7 +383,9 @@ impl Inner {
             first.get_or_insert(e);
         }
         let dir = self.sandbox_dir(id);
-        if let Err(e) = network::remove_namespaces(&NsFiles::new(&dir, m.host_network)) {
+        if let Some(holder) = &m.holder
+            && let Err(e) = holder.stop()
+        {
             first.get_or_insert(e);
         }
         if m.ready {
@@ -411,11 +417,10 @@ impl Inner {
     }
 
     fn sandbox_status(&self, m: &SandboxMeta) -> SandboxStatus {
-        let ns = NsFiles::new(&self.sandbox_dir(&m.id), m.host_network);
         SandboxStatus {
             id: m.id.clone(),
             pod_uid: m.pod_uid.clone(),
-            ready: m.ready && network::is_ns_mounted(&ns.ipc),
+            ready: m.ready && m.holder.as_ref().is_some_and(Holder::alive),
             ip: m.ip,
             created_at: meta::from_nanos(m.created_at),
             labels: m.labels.clone(),
@@ -450,13 +455,11 @@ impl Inner {
                 what: "sandbox",
                 id: sandbox_id.to_string(),
             })?;
-        let sb_dir = self.sandbox_dir(sandbox_id);
-        let ns = NsFiles::new(&sb_dir, sb.host_network);
-        if !sb.ready || !network::is_ns_mounted(&ns.ipc) {
+        let Some(holder) = sb.holder.clone().filter(|h| sb.ready && h.alive()) else {
             return Err(Error::InvalidConfig(format!(
                 "sandbox {sandbox_id} is not ready"
             )));
-        }
+        };
         if config
             .mounts
             .iter()
@@ -484,7 +487,7 @@ impl Inner {
         }
         let id = meta::new_id();
         let dir = self.container_dir(&id);
-        match self.setup_container(&id, &dir, &sb, &ns, config, sandbox, &image, &layers) {
+        match self.setup_container(&id, &dir, &sb, &holder, config, sandbox, &image, &layers) {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -499,7 +502,7 @@ impl Inner {
         id: &str,
         dir: &Path,
         sb: &SandboxMeta,
-        ns: &NsFiles,
+        holder: &Holder,
         config: &ContainerConfig,
         sandbox: &SandboxConfig,
         image: &crate::ImageConfig,
@@ -526,9 +529,9 @@ impl Inner {
         let cgroups_path = format!("/{}/{id}", parent.trim_matches('/'));
         let paths = SandboxPaths {
             dir: self.sandbox_dir(&sb.id),
-            netns: ns.net.clone(),
-            ipcns: ns.ipc.clone(),
-            utsns: ns.uts.clone(),
+            netns: (!sb.host_network).then(|| holder.ns("net")),
+            ipcns: holder.ns("ipc"),
+            utsns: (!sb.host_network).then(|| holder.ns("uts")),
             hostname: sb.hostname.clone(),
         };
         let input = SpecInput {
@@ -669,7 +672,7 @@ impl Inner {
             // A directory without metadata is the leftover of a failed create.
             let dir = self.container_dir(id);
             if Self::check_id(id) && dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+                remove_container_dir(&dir)?;
             }
             return Ok(());
         }
@@ -681,8 +684,7 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        let dir = self.container_dir(id);
-        std::fs::remove_dir_all(&dir).map_err(Error::io("remove", &dir))?;
+        remove_container_dir(&self.container_dir(id))?;
         self.with_index(|ix| ix.remove(id))
     }
 
@@ -829,6 +831,20 @@ fn read_termination_message(path: &Path) -> Option<String> {
         .read_to_end(&mut bytes)
         .ok()?;
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Removes a container's directory. Earlier versions mounted the overlay on the node, at
+/// `rootfs`: such a mount is detached first, and nothing is deleted through one still there.
+fn remove_container_dir(dir: &Path) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    network::unmount_quiet(&rootfs)?;
+    if is_mount_point(&rootfs) {
+        return Err(Error::InvalidConfig(format!(
+            "{} is still mounted",
+            rootfs.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir).map_err(Error::io("remove", dir))
 }
 
 /// Whether something is mounted at `path` (its device differs from its parent's). Not the

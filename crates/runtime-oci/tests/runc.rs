@@ -594,6 +594,13 @@ async fn shutdown_leaves_nothing(env: &Env) {
     .unwrap();
     let shim_pid = start["shim_pid"].as_i64().unwrap() as i32;
     let pid = start["pid"].as_i64().unwrap() as i32;
+    let holder_pid = holder_pid(env, &sb);
+    let netns = std::fs::read_link(format!("/proc/{holder_pid}/ns/net")).unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+        netns,
+        "the container is in the holder's network namespace"
+    );
     let bridge = Path::new("/sys/class/net").join(&env.config.network.bridge);
     assert!(bridge.exists());
     env.rt.shutdown_all().await.unwrap();
@@ -609,15 +616,63 @@ async fn shutdown_leaves_nothing(env: &Env) {
     assert!(!mounts.contains(&root), "mounts left under {root}");
     assert!(!bridge.exists());
     assert!(!Path::new("/proc").join(pid.to_string()).exists());
-    // The shim exits right after recording the exit.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Path::new("/proc").join(shim_pid.to_string()).exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The shim exits right after recording the exit; it and the killed namespace holder are
+    // init's children by now, reaped soon after.
+    for (process, what) in [(shim_pid, "shim"), (holder_pid, "namespace holder")] {
+        let proc = Path::new("/proc").join(process.to_string());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while proc.exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!proc.exists(), "{what} still running");
     }
-    assert!(
-        !Path::new("/proc").join(shim_pid.to_string()).exists(),
-        "shim still running"
-    );
+    assert!(env.rt.list_sandboxes().await.unwrap().is_empty());
+}
+
+/// The pid of the process holding a sandbox's namespaces, from its file.
+fn holder_pid(env: &Env, sandbox: &str) -> i32 {
+    let path = env
+        .config
+        .root
+        .join("sandboxes")
+        .join(sandbox)
+        .join("sandbox.json");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    meta["holder"]["pid"].as_i64().unwrap() as i32
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_whose_holder_died_is_not_ready() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("holder");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let pid = holder_pid(&env, &sb);
+    let hostname = std::process::Command::new("nsenter")
+        .arg(format!("--uts=/proc/{pid}/ns/uts"))
+        .arg("hostname")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "holder");
+    assert!(env.rt.list_sandboxes().await.unwrap()[0].ready);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.rt.list_sandboxes().await.unwrap()[0].ready && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!env.rt.list_sandboxes().await.unwrap()[0].ready);
+    let err = env
+        .rt
+        .create_container(&sb, &container("late", &["true"]), &sbc)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not ready"), "{err}");
+    env.rt.remove_sandbox(&sb).await.unwrap();
     assert!(env.rt.list_sandboxes().await.unwrap().is_empty());
 }
 

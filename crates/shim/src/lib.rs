@@ -5,7 +5,9 @@
 
 mod log;
 mod monitor;
+mod pause;
 mod sys;
 mod text;
 
 pub use monitor::main;
+pub use pause::main as pause;

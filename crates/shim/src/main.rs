@@ -1,6 +1,7 @@
 //! The shim's program: a static executable without a C library (`-nostartfiles -nostdlib
 //! -static`), so a running one is a few pages of memory. runtime-oci's build script compiles
-//! it with `panic = "abort"`; see `monitor.rs` for what it does.
+//! it with `panic = "abort"`; see `monitor.rs` for what it does, and `pause.rs` for its
+//! `pause` mode, which holds a Pod's namespaces.
 #![no_std]
 #![no_main]
 // The memory functions below must stay loops, not become calls to themselves.
@@ -9,6 +10,7 @@
 
 mod log;
 mod monitor;
+mod pause;
 mod sys;
 mod text;
 
@@ -44,8 +46,14 @@ unsafe extern "C" fn entry(stack: *const usize) -> ! {
         // SAFETY: each argument is a NUL-terminated string the kernel copied in.
         *slot = unsafe { cstr(*argv.add(i + 1)) };
     }
+    let args = &args[..count];
+    if let [mode, rest @ ..] = args
+        && mode.to_bytes() == b"pause"
+    {
+        sys::exit(pause::main(rest));
+    }
     // SAFETY: `envp` is the environment the kernel gave this process.
-    sys::exit(unsafe { monitor::main(&args[..count], envp) })
+    sys::exit(unsafe { monitor::main(args, envp) })
 }
 
 /// # Safety

@@ -68,7 +68,10 @@ mod nr {
     pub const WAIT4: usize = 61;
     pub const CHDIR: usize = 80;
     pub const FCNTL: usize = 72;
+    pub const PAUSE: usize = 34;
     pub const SETSID: usize = 112;
+    pub const SETHOSTNAME: usize = 170;
+    pub const UNSHARE: usize = 272;
     pub const PRCTL: usize = 157;
     pub const GETDENTS64: usize = 217;
     pub const CLOCK_GETTIME: usize = 228;
@@ -313,6 +316,27 @@ pub fn getpid() -> i32 {
 
 pub fn setsid() -> Result<()> {
     call(nr::SETSID, [0; 6]).map(drop)
+}
+
+pub const CLONE_NEWUTS: usize = 0x0400_0000;
+pub const CLONE_NEWIPC: usize = 0x0800_0000;
+pub const CLONE_NEWNET: usize = 0x4000_0000;
+
+pub fn unshare(flags: usize) -> Result<()> {
+    call(nr::UNSHARE, [flags, 0, 0, 0, 0, 0]).map(drop)
+}
+
+pub fn sethostname(name: &[u8]) -> Result<()> {
+    call(
+        nr::SETHOSTNAME,
+        [name.as_ptr() as usize, name.len(), 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// Sleeps until a signal is handled; one that kills the process never returns.
+pub fn pause() {
+    let _ = call(nr::PAUSE, [0; 6]);
 }
 
 pub fn set_child_subreaper() -> Result<()> {

@@ -555,18 +555,17 @@ fn token_kubeconfig(c: &Cluster, token: &str) -> std::path::PathBuf {
     kubeconfig_with(c, &field("server"), &ca, token)
 }
 
-/// The network namespace of the Pod named `pod` (its sandbox's, as the runtime pins it).
+/// The network namespace of the Pod named `pod`: its sandbox's, held by the process whose pid
+/// the sandbox's file records.
 fn pod_netns(c: &Cluster, pod: &str) -> std::path::PathBuf {
     let sandboxes = c.data().join("runtime/sandboxes");
-    std::fs::read_dir(&sandboxes)
+    let sandbox: serde_json::Value = std::fs::read_dir(&sandboxes)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|dir| {
-            std::fs::read_to_string(dir.join("sandbox.json"))
-                .is_ok_and(|t| t.contains(&format!("\"pod_name\": \"{pod}\"")))
-        })
-        .unwrap_or_else(|| panic!("no sandbox for {pod} in {}", sandboxes.display()))
-        .join("ns/net")
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("sandbox.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .find(|s| s["pod_name"] == pod && s["ready"] == true)
+        .unwrap_or_else(|| panic!("no sandbox for {pod} in {}", sandboxes.display()));
+    format!("/proc/{}/ns/net", sandbox["holder"]["pid"]).into()
 }
 
 /// A kubeconfig for `server`, trusting the CA that `ca` names (a kubeconfig line), with
