@@ -455,6 +455,15 @@ impl PodWorker {
         } else {
             plan::compute_pod_actions(pod, &actual)
         };
+        if actions.create_sandbox && !actual.sandboxes.is_empty() {
+            recorder.record(
+                pod,
+                None,
+                EventType::Normal,
+                "SandboxChanged",
+                "Pod sandbox changed, it will be killed and re-created.".to_string(),
+            );
+        }
         if actions.kill_pod {
             self.kill_all(pod, &actual, Duration::ZERO, false).await;
         }

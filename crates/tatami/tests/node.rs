@@ -128,6 +128,62 @@ spec:
 }
 
 #[test]
+fn a_pod_whose_sandbox_died_gets_a_new_one() {
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
+        "sandbox",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: sandbox
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#,
+    );
+    assert!(eventually(60, || jsonpath(
+        &c,
+        "sandbox",
+        "{.status.phase}"
+    ) == "Running"));
+    let holder = c.sandbox_holder("sandbox");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &holder.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // As kubelet: the Pod's containers are killed and started again in a new sandbox.
+    let restarted = eventually(60, || {
+        jsonpath(&c, "sandbox", "{.status.containerStatuses[0].restartCount}") == "1"
+            && jsonpath(&c, "sandbox", "{.status.containerStatuses[0].ready}") == "true"
+    });
+    assert!(
+        restarted,
+        "{}",
+        c.kubectl(&["describe", "pod", "sandbox"]).stdout
+    );
+    assert_ne!(c.sandbox_holder("sandbox"), holder);
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=sandbox,reason=SandboxChanged",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert_eq!(
+        events.ok(),
+        "Pod sandbox changed, it will be killed and re-created."
+    );
+}
+
+#[test]
 fn an_image_that_cannot_be_pulled_shows_err_image_pull_then_back_off() {
     let Some(c) = Cluster::with_containers("node tests") else {
         return;

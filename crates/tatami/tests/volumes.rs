@@ -555,17 +555,9 @@ fn token_kubeconfig(c: &Cluster, token: &str) -> std::path::PathBuf {
     kubeconfig_with(c, &field("server"), &ca, token)
 }
 
-/// The network namespace of the Pod named `pod`: its sandbox's, held by the process whose pid
-/// the sandbox's file records.
+/// The network namespace of the Pod named `pod`: its sandbox's.
 fn pod_netns(c: &Cluster, pod: &str) -> std::path::PathBuf {
-    let sandboxes = c.data().join("runtime/sandboxes");
-    let sandbox: serde_json::Value = std::fs::read_dir(&sandboxes)
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.unwrap().path().join("sandbox.json")).ok())
-        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .find(|s| s["pod_name"] == pod && s["ready"] == true)
-        .unwrap_or_else(|| panic!("no sandbox for {pod} in {}", sandboxes.display()));
-    format!("/proc/{}/ns/net", sandbox["holder"]["pid"]).into()
+    format!("/proc/{}/ns/net", c.sandbox_holder(pod)).into()
 }
 
 /// A kubeconfig for `server`, trusting the CA that `ca` names (a kubeconfig line), with

@@ -214,6 +214,19 @@ impl Cluster {
     }
 
     /// `kubectl apply -f` of `yaml`, written to `<name>.yaml`; it must succeed.
+    /// The pid of the process holding the namespaces of the ready sandbox of the Pod named
+    /// `pod`, as its sandbox's file records it.
+    pub fn sandbox_holder(&self, pod: &str) -> i64 {
+        let sandboxes = self.data().join("runtime/sandboxes");
+        let sandbox: serde_json::Value = std::fs::read_dir(&sandboxes)
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.unwrap().path().join("sandbox.json")).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .find(|s| s["pod_name"] == pod && s["ready"] == true)
+            .unwrap_or_else(|| panic!("no ready sandbox for {pod} in {}", sandboxes.display()));
+        sandbox["holder"]["pid"].as_i64().expect("the holder's pid")
+    }
+
     pub fn apply(&self, name: &str, yaml: &str) {
         let f = self.file(&format!("{name}.yaml"), yaml);
         self.kubectl(&["apply", "-f", f.to_str().unwrap()]).ok();
