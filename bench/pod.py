@@ -491,7 +491,8 @@ spec:
 
 
 def tatami_processes(workdir):
-    """(pid, kind) of every process of this cluster: `up` and the shims, by their command lines."""
+    """(pid, kind) of every process of this cluster, by their command lines: `up`, the shims, and
+    the holders of each Pod's namespaces (the shim's program in its `pause` mode)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -506,7 +507,7 @@ def tatami_processes(workdir):
         if argv[1] == b"up":
             found.append((int(pid), "up"))
         elif os.path.basename(argv[0]) == b"tatami-shim":
-            found.append((int(pid), "shim"))
+            found.append((int(pid), "holder" if argv[1] == b"pause" else "shim"))
     return found
 
 
@@ -552,16 +553,17 @@ class NodeFigures:
         return returned, stopped, floor
 
     def memory(self):
-        """With the tutorial Pod running: per shim (RSS, PSS) and the sum over all processes."""
+        """With the tutorial Pod running: (RSS, PSS) of each shim, the Pod's namespace holder and `up`."""
         timed_start(["kubectl", "apply", "-f", self.pods.manifest], self.cluster.env, self.pods.out, FIRST_LINE_TIMEOUT_S, "kubectl apply of the Pod")
         time.sleep(2)  # settled: both containers run, their first lines logged
         procs = tatami_processes(self.workdir)
         shims = [memory_kib(pid) for pid, kind in procs if kind == "shim"]
+        holders = [memory_kib(pid) for pid, kind in procs if kind == "holder"]
         up = [memory_kib(pid) for pid, kind in procs if kind == "up"]
         self.pods.delete_pod()
-        if len(shims) != 2 or len(up) != 1:
-            raise BenchError(f"expected one up and two shims, found {procs}")
-        return {"shims": shims, "up": up[0]}
+        if len(shims) != 2 or len(holders) != 1 or len(up) != 1:
+            raise BenchError(f"expected one up, two shims and one namespace holder, found {procs}")
+        return {"shims": shims, "holder": holders[0], "up": up[0]}
 
     def many(self):
         """Applies MAX_PODS Pods at once; returns each one's seconds from the apply to its file,
@@ -734,14 +736,15 @@ def print_table(args, res):
     mib = lambda kib: f"{kib / 1024:.2f} MiB"
     shim_rss = max(r for r, _ in mem["shims"])
     shim_pss = max(p for _, p in mem["shims"])
-    total_rss = mem["up"][0] + sum(r for r, _ in mem["shims"])
-    total_pss = mem["up"][1] + sum(p for _, p in mem["shims"])
+    total_rss = mem["up"][0] + mem["holder"][0] + sum(r for r, _ in mem["shims"])
+    total_pss = mem["up"][1] + mem["holder"][1] + sum(p for _, p in mem["shims"])
     many = res["many"]
     rows = [
         ("`kubectl delete -f` of the running Pod (grace 0) → kubectl returns", *spread(res["delete"]), "< 200 ms"),
         ("  → no container of it runs on the node", *spread(res["delete_stopped"]), ""),
         ("floor: `kubectl delete` of a ConfigMap (client's own cost)", *spread(res["delete_floor"]), ""),
         ("monitor (shim) per container: RSS / PSS, the larger of 2", f"{mib(shim_rss)} / {mib(shim_pss)}", "", "", "< 1 MiB"),
+        ("the Pod's namespace holder: RSS / PSS", f"{mib(mem['holder'][0])} / {mib(mem['holder'][1])}", "", "", ""),
         ("all tatami processes, tutorial Pod running: RSS / PSS", f"{mib(total_rss)} / {mib(total_pss)}", "", "", ""),
         (f"  of which `tatami up`: RSS / PSS", f"{mib(mem['up'][0])} / {mib(mem['up'][1])}", "", "", ""),
         (f"{MAX_PODS} Pods in one apply: each one's creation → first line, p50 / p99", f"{ms(percentile(many, 50))} / {ms(percentile(many, 99))}", ms(many[0]), ms(many[-1]), "p99 < 2 s"),

@@ -314,14 +314,15 @@ impl Inner {
             Some("mode=1777,size=65536k"),
         )
         .map_err(Error::sys(format!("mount tmpfs on {}", shm.display())))?;
-        let holder = Holder::start(&self.shim, cfg.host_network, &hostname)?;
-        m.holder = Some(holder.clone());
+        // Each thing to undo is in the file before the next step: a failure is undone from it.
         if !cfg.host_network {
             let ip = network::allocate_ip(&self.ipam(), &self.cfg.network, id)?;
             m.ip = Some(IpAddr::V4(ip));
             m.veth = Some(network::veth_name(id));
+            meta::write_json(&dir.join("sandbox.json"), &m)?;
         }
-        // Before the address is used: a failure from here on is undone from this file.
+        let holder = Holder::start(&self.shim, cfg.host_network, &hostname)?;
+        m.holder = Some(holder.clone());
         meta::write_json(&dir.join("sandbox.json"), &m)?;
         if let (Some(IpAddr::V4(ip)), Some(veth)) = (m.ip, &m.veth) {
             self.ensure_bridge()?;
