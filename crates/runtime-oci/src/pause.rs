@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kubelet's `PodInfraOOMAdj`.
+const OOM_SCORE_ADJ: &str = "-998";
+
 /// How long a killed holder may take to go.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,7 +57,14 @@ impl Holder {
             command: command(),
             message: format!("process {pid} ended at once"),
         })?;
-        Ok(Holder { pid, start_time })
+        let holder = Holder { pid, start_time };
+        // As kubelet protects the pause container (PodInfraOOMAdj): the kernel's OOM killer
+        // picks it last, since the Pod would be started over without it. Best effort: a
+        // node without CAP_SYS_RESOURCE cannot lower the score.
+        if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), OOM_SCORE_ADJ) {
+            tracing::warn!(pid, error = %e, "cannot set the namespace holder's oom_score_adj");
+        }
+        Ok(holder)
     }
 
     /// Whether the holder still runs (a process that ended but was not reaped yet does not).

@@ -655,6 +655,12 @@ async fn a_sandbox_whose_holder_died_is_not_ready() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "holder");
+    let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    assert_eq!(
+        oom.trim(),
+        "-998",
+        "kubelet's score for the pause container"
+    );
     assert!(env.rt.list_sandboxes().await.unwrap()[0].ready);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
