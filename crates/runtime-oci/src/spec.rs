@@ -658,7 +658,7 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         linux = linux.rootfs_propagation(p);
     }
 
-    let mut spec = SpecBuilder::default()
+    let spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
@@ -670,10 +670,17 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         .mounts(mounts)
         .process(process)
         .linux(linux.build().map_err(spec_err)?);
-    if input.sandbox.utsns.is_some() {
-        spec = spec.hostname(input.sandbox.hostname.clone());
-    }
-    spec.build().map_err(spec_err)
+    let mut spec = spec.build().map_err(spec_err)?;
+    // Only in the Pod's own UTS namespace: a host-network Pod has the node's name, and runc
+    // refuses a hostname without a private UTS namespace (the builder's default is "youki").
+    spec.set_hostname(
+        input
+            .sandbox
+            .utsns
+            .is_some()
+            .then(|| input.sandbox.hostname.clone()),
+    );
+    Ok(spec)
 }
 
 #[cfg(test)]

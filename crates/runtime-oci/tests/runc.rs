@@ -687,6 +687,38 @@ async fn a_sandbox_whose_holder_died_is_not_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn host_network_sandboxes_share_the_nodes_network_and_name_but_not_ipc() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let mut sbc = env.sandbox_config("hostnet");
+    sbc.host_network = true;
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let script = "hostname; for ns in net uts ipc; do readlink /proc/self/ns/$ns; done";
+    let id = env
+        .rt
+        .create_container(&sb, &container("ns", &["sh", "-c", script]), &sbc)
+        .await
+        .unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    assert_eq!(st.exit_code, Some(0));
+    let own = |ns: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let node = nix::unistd::gethostname().unwrap();
+    let lines = log_texts(&st.log_path);
+    assert_eq!(lines[0], node.to_string_lossy());
+    assert_eq!(lines[1], own("net"));
+    assert_eq!(lines[2], own("uts"));
+    assert_ne!(lines[3], own("ipc"), "a Pod has its own IPC namespace");
+    env.rt.remove_sandbox(&sb).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn attach_with_stdin() {
     require_root!();
     let _g = lock().await;
