@@ -376,12 +376,25 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         }
     }
 
-    let pod_ip = input
-        .actual
-        .ready_sandbox()
-        .and_then(|s| s.ip)
-        .map(|ip| ip.to_string())
-        .or_else(|| old.pod_ip.clone());
+    let host_network = input
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    // As kubelet: a host-network Pod's IP is the node's, once set never changed.
+    let pod_ip = if host_network {
+        old.pod_ip
+            .clone()
+            .or_else(|| Some(input.host_ip.to_string()))
+    } else {
+        input
+            .actual
+            .ready_sandbox()
+            .and_then(|s| s.ip)
+            .map(|ip| ip.to_string())
+            .or_else(|| old.pod_ip.clone())
+    };
     PodStatus {
         conditions: Some(conditions),
         container_statuses: Some(app_statuses),

@@ -184,6 +184,45 @@ spec:
 }
 
 #[test]
+fn a_host_network_pod_has_the_nodes_name_and_address() {
+    let Some(c) = Cluster::with_containers("node tests") else {
+        return;
+    };
+    c.apply(
+        "hostnet",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: alpine
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "hostname; exec sleep 3600"]
+"#,
+    );
+    assert!(
+        eventually(60, || jsonpath(&c, "hostnet", "{.status.phase}")
+            == "Running"),
+        "{}",
+        c.kubectl(&["describe", "pod", "hostnet"]).stdout
+    );
+    let node = nix::unistd::gethostname().unwrap();
+    assert!(eventually(10, || c
+        .kubectl(&["logs", "hostnet"])
+        .stdout
+        .trim()
+        == node.to_string_lossy()));
+    // As kubelet: the Pod's IP is the node's.
+    let host_ip = jsonpath(&c, "hostnet", "{.status.hostIP}");
+    assert!(!host_ip.is_empty());
+    assert_eq!(jsonpath(&c, "hostnet", "{.status.podIP}"), host_ip);
+}
+
+#[test]
 fn an_image_that_cannot_be_pulled_shows_err_image_pull_then_back_off() {
     let Some(c) = Cluster::with_containers("node tests") else {
         return;
