@@ -639,21 +639,18 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         .namespaces(namespaces)
         .resources(resources.build().map_err(spec_err)?)
         .cgroups_path(PathBuf::from(input.cgroups_path));
-    if !privileged {
-        linux = linux
-            .masked_paths(
-                MASKED_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .readonly_paths(
-                READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
-    }
+    // A privileged container sees /proc and /sys unmasked, as containerd gives it. Both lists
+    // are set either way: the builder would fill in oci-spec's own defaults.
+    let paths = |list: &[&str]| -> Vec<String> {
+        if privileged {
+            Vec::new()
+        } else {
+            list.iter().map(|s| s.to_string()).collect()
+        }
+    };
+    linux = linux
+        .masked_paths(paths(MASKED_PATHS))
+        .readonly_paths(paths(READONLY_PATHS));
     if let Some(p) = rootfs_propagation {
         linux = linux.rootfs_propagation(p);
     }
@@ -925,5 +922,24 @@ mod tests {
             DEFAULT_CAPS.len()
         );
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 5);
+
+        // Privileged, on the node's network and name: nothing masked, no hostname of its own.
+        let mut privileged = c.clone();
+        privileged.security.privileged = true;
+        let host_sandbox = SandboxPaths {
+            netns: None,
+            utsns: None,
+            ..sandbox.clone()
+        };
+        let input = SpecInput {
+            config: &privileged,
+            sandbox: &host_sandbox,
+            user: input.user.clone(),
+            ..input
+        };
+        let json = serde_json::to_value(build_spec(&input, u64::MAX).unwrap()).unwrap();
+        assert_eq!(json["linux"]["maskedPaths"], serde_json::json!([]));
+        assert_eq!(json["linux"]["readonlyPaths"], serde_json::json!([]));
+        assert!(json.get("hostname").is_none(), "{}", json["hostname"]);
     }
 }

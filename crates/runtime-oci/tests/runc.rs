@@ -719,6 +719,31 @@ async fn host_network_sandboxes_share_the_nodes_network_and_name_but_not_ipc() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_unprivileged_containers_have_masked_and_read_only_paths() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("masks");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    // Mounts over /proc/timer_list (masked) and /proc/sys (read-only), as the container sees
+    // them (runc masks only what exists: this kernel may have no /proc/kcore).
+    let script = "grep -c -e ' /proc/timer_list ' -e ' /proc/sys ' /proc/self/mountinfo; true";
+    for (privileged, expected) in [(false, "2"), (true, "0")] {
+        let mut c = container(&format!("p{privileged}"), &["sh", "-c", script]);
+        c.security.privileged = privileged;
+        let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+        env.rt.start_container(&id).await.unwrap();
+        let st = wait_exited(&env.rt, &id).await;
+        assert_eq!(
+            log_texts(&st.log_path),
+            [expected],
+            "privileged: {privileged}"
+        );
+    }
+    env.rt.remove_sandbox(&sb).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn attach_with_stdin() {
     require_root!();
     let _g = lock().await;
