@@ -451,6 +451,9 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
         .env(env)
         .cwd(cwd)
         .capabilities(capabilities)
+        // None, as the CRI sets: a container inherits the runtime's limits (the builder would
+        // fill in oci-spec's open-files limit of 1024, which kind once shipped as a bug).
+        .rlimits(Vec::new())
         .no_new_privileges(security.no_new_privileges && !privileged)
         .build()
         .map_err(spec_err)?;
@@ -922,6 +925,7 @@ mod tests {
             DEFAULT_CAPS.len()
         );
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 5);
+        assert_eq!(json["process"]["rlimits"], serde_json::json!([]));
 
         // Privileged, on the node's network and name: nothing masked, no hostname of its own.
         let mut privileged = c.clone();

@@ -744,6 +744,29 @@ async fn only_unprivileged_containers_have_masked_and_read_only_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn containers_inherit_the_runtimes_open_files_limit() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("limits");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let c = container("ulimit", &["sh", "-c", "ulimit -n"]);
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    // This process's soft limit: "Max open files  <soft>  <hard>  files".
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert_eq!(log_texts(&st.log_path), [soft]);
+    env.rt.remove_sandbox(&sb).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn attach_with_stdin() {
     require_root!();
     let _g = lock().await;
