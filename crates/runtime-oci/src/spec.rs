@@ -432,10 +432,14 @@ pub(crate) fn build_spec(input: &SpecInput<'_>, bounding: u64) -> Result<Spec> {
                 .map_err(|_| Error::InvalidConfig(format!("unknown capability {c:?}")))
         })
         .collect::<Result<_>>()?;
+    // No inheritable or ambient capabilities, as containerd gives (CVE-2022-24769): a
+    // process that is not root gets none in effect. The builder would fill in oci-spec's three.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()
         .map_err(spec_err)?;
     let user = UserBuilder::default()
@@ -926,6 +930,9 @@ mod tests {
         );
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().len() > 5);
         assert_eq!(json["process"]["rlimits"], serde_json::json!([]));
+        let caps = &json["process"]["capabilities"];
+        assert_eq!(caps["inheritable"], serde_json::json!([]));
+        assert_eq!(caps["ambient"], serde_json::json!([]));
 
         // Privileged, on the node's network and name: nothing masked, no hostname of its own.
         let mut privileged = c.clone();

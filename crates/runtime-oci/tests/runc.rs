@@ -767,6 +767,31 @@ async fn containers_inherit_the_runtimes_open_files_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_is_not_root_has_no_capabilities_in_effect() {
+    require_root!();
+    let _g = lock().await;
+    let env = Env::new();
+    let sbc = env.sandbox_config("caps");
+    let sb = env.rt.run_sandbox(&sbc).await.unwrap();
+    let script = "grep -E '^Cap(Inh|Eff|Amb)' /proc/self/status";
+    let mut c = container("caps", &["sh", "-c", script]);
+    c.security.run_as_user = Some(1000);
+    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    let st = wait_exited(&env.rt, &id).await;
+    let zero = "0000000000000000";
+    assert_eq!(
+        log_texts(&st.log_path),
+        [
+            format!("CapInh:\t{zero}"),
+            format!("CapEff:\t{zero}"),
+            format!("CapAmb:\t{zero}")
+        ]
+    );
+    env.rt.remove_sandbox(&sb).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn attach_with_stdin() {
     require_root!();
     let _g = lock().await;
