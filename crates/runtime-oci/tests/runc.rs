@@ -201,6 +201,18 @@ async fn wait_exited(rt: &OciRuntime, id: &str) -> runtime::ContainerStatus {
     }
 }
 
+/// Creates `c` in the sandbox, starts it and waits until it has exited.
+async fn run_to_exit(
+    env: &Env,
+    sb: &str,
+    sbc: &SandboxConfig,
+    c: &ContainerConfig,
+) -> runtime::ContainerStatus {
+    let id = env.rt.create_container(sb, c, sbc).await.unwrap();
+    env.rt.start_container(&id).await.unwrap();
+    wait_exited(&env.rt, &id).await
+}
+
 /// The texts of a log's entries, in order.
 fn log_texts(path: &Path) -> Vec<String> {
     log_entries(path).into_iter().map(|e| e.2).collect()
@@ -301,9 +313,7 @@ async fn echo_logs_and_exit_code() {
             "hostname; cat /etc/resolv.conf; grep -c localhost /etc/hosts",
         ],
     );
-    let id2 = env.rt.create_container(&sb, &c2, &sbc).await.unwrap();
-    env.rt.start_container(&id2).await.unwrap();
-    let st2 = wait_exited(&env.rt, &id2).await;
+    let st2 = run_to_exit(&env, &sb, &sbc, &c2).await;
     assert_eq!(st2.exit_code, Some(0));
     assert_eq!(st2.reason.as_deref(), Some("Completed"));
     assert_eq!(
@@ -449,9 +459,7 @@ async fn bind_mounts_and_security() {
     });
     c.security.run_as_user = Some(65534);
     c.security.read_only_root_filesystem = true;
-    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &c).await;
     let out: Vec<String> = log_entries(&st.log_path)
         .into_iter()
         .filter(|e| e.0 == "stdout")
@@ -695,13 +703,7 @@ async fn host_network_sandboxes_share_the_nodes_network_and_name_but_not_ipc() {
     sbc.host_network = true;
     let sb = env.rt.run_sandbox(&sbc).await.unwrap();
     let script = "hostname; for ns in net uts ipc; do readlink /proc/self/ns/$ns; done";
-    let id = env
-        .rt
-        .create_container(&sb, &container("ns", &["sh", "-c", script]), &sbc)
-        .await
-        .unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &container("ns", &["sh", "-c", script])).await;
     assert_eq!(st.exit_code, Some(0));
     let own = |ns: &str| {
         std::fs::read_link(format!("/proc/self/ns/{ns}"))
@@ -731,9 +733,7 @@ async fn only_unprivileged_containers_have_masked_and_read_only_paths() {
     for (privileged, expected) in [(false, "2"), (true, "0")] {
         let mut c = container(&format!("p{privileged}"), &["sh", "-c", script]);
         c.security.privileged = privileged;
-        let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-        env.rt.start_container(&id).await.unwrap();
-        let st = wait_exited(&env.rt, &id).await;
+        let st = run_to_exit(&env, &sb, &sbc, &c).await;
         assert_eq!(
             log_texts(&st.log_path),
             [expected],
@@ -751,9 +751,7 @@ async fn containers_inherit_the_runtimes_open_files_limit() {
     let sbc = env.sandbox_config("limits");
     let sb = env.rt.run_sandbox(&sbc).await.unwrap();
     let c = container("ulimit", &["sh", "-c", "ulimit -n"]);
-    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &c).await;
     // This process's soft limit: "Max open files  <soft>  <hard>  files".
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
     let soft = limits
@@ -776,9 +774,7 @@ async fn a_process_that_is_not_root_has_no_capabilities_in_effect() {
     let script = "grep -E '^Cap(Inh|Eff|Amb)' /proc/self/status";
     let mut c = container("caps", &["sh", "-c", script]);
     c.security.run_as_user = Some(1000);
-    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &c).await;
     let zero = "0000000000000000";
     assert_eq!(
         log_texts(&st.log_path),
@@ -894,9 +890,7 @@ async fn stdin_reaches_a_slow_reader_and_no_stdin_reads_eof() {
     assert_eq!(log_texts(&st.log_path), ["1048576"]);
 
     let none = container("none", &["sh", "-c", "cat; echo cat=$?"]);
-    let id = env.rt.create_container(&sb, &none, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &none).await;
     assert_eq!(log_texts(&st.log_path), ["cat=0"]);
 }
 
@@ -1098,9 +1092,7 @@ async fn termination_message_from_the_mounted_file() {
         recursive_read_only: false,
         propagation: Default::default(),
     });
-    let id = env.rt.create_container(&sb, &c, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    let st = wait_exited(&env.rt, &id).await;
+    let st = run_to_exit(&env, &sb, &sbc, &c).await;
     assert_eq!(st.exit_code, Some(2));
     assert_eq!(st.message.as_deref(), Some("it went wrong"));
     // Without the label the file is just a mount.
@@ -1108,9 +1100,7 @@ async fn termination_message_from_the_mounted_file() {
     plain.name = "plain".into();
     plain.log_path = PathBuf::from("plain/0.log");
     plain.labels.clear();
-    let id = env.rt.create_container(&sb, &plain, &sbc).await.unwrap();
-    env.rt.start_container(&id).await.unwrap();
-    assert_eq!(wait_exited(&env.rt, &id).await.message, None);
+    assert_eq!(run_to_exit(&env, &sb, &sbc, &plain).await.message, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
