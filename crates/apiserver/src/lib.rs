@@ -20,4 +20,4 @@ pub mod table;
 pub mod time;
 pub mod tokens;
 
-pub use server::{State, serve, tls_config, tls_config_with};
+pub use server::{State, local_service, serve, tls_config, tls_config_with};

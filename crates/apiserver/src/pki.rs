@@ -69,6 +69,11 @@ pub struct Pki {
     pub admin_key: String,
 }
 
+/// The admin's user name, the CN of its client certificate.
+pub const ADMIN_USER: &str = "kubernetes-admin";
+/// The admin's group, the O of its client certificate.
+pub const ADMIN_GROUP: &str = "system:masters";
+
 const FILES: [&str; 6] = [
     "ca.crt",
     "ca.key",
@@ -129,8 +134,7 @@ impl Pki {
             &issuer,
             &["localhost".into(), "127.0.0.1".into(), "::1".into()],
         )?;
-        let (admin_cert, admin_key) =
-            client_certificate(&issuer, "kubernetes-admin", &["system:masters"])?;
+        let (admin_cert, admin_key) = client_certificate(&issuer, ADMIN_USER, &[ADMIN_GROUP])?;
         Ok(Pki {
             ca_cert: ca_cert.pem(),
             ca_key: ca_key_pem,

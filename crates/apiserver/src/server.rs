@@ -166,6 +166,37 @@ pub async fn serve(
     }
 }
 
+/// The API as a service inside this process, for the components that run beside the server
+/// (the scheduler, the node agent): each request is handled as one from `user`'s certificate
+/// with `user_agent` (which names the field manager) would be over TLS, with no socket,
+/// encryption or HTTP framing between them.
+pub fn local_service<B>(
+    state: Arc<State>,
+    user: User,
+    user_agent: HeaderValue,
+) -> impl Service<
+    axum::http::Request<B>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone
++ Send
++ 'static
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    let app = router(state);
+    tower::service_fn(move |req: axum::http::Request<B>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(user.clone());
+        req.headers_mut()
+            .entry(header::USER_AGENT)
+            .or_insert_with(|| user_agent.clone());
+        app.clone().call(req)
+    })
+}
+
 fn user_of(cert: &CertificateDer<'_>) -> Option<User> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();

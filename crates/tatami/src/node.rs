@@ -3,7 +3,7 @@
 
 use crate::datadir::DataDir;
 use anyhow::Context;
-use apiserver::pki::{Pki, write_private};
+use apiserver::pki::{ADMIN_GROUP, ADMIN_USER, write_private};
 use images::ImageStore;
 use runtime_oci::{OciConfig, OciRuntime, RootfsProvider};
 use std::path::PathBuf;
@@ -40,22 +40,21 @@ pub fn oci_runtime(dir: &DataDir, images: ImageStore) -> anyhow::Result<Arc<OciR
     ))
 }
 
-/// A client of the API server at `url` as the cluster's admin. `agent` names the component
-/// (`kubelet`, `default-scheduler`): the server takes the field manager of its writes from it,
-/// as kube-apiserver does from the user agent.
-pub async fn client(pki: &Pki, url: &str, agent: &str) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&crate::kubeconfig::render(pki, url))
-        .context("cannot read our own kubeconfig")?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .context("cannot configure the API client")?;
+/// A client of the API server in this process, as the cluster's admin. `agent` names the
+/// component (`kubelet`, `default-scheduler`): the server takes the field manager of its
+/// writes from the user agent, as kube-apiserver does.
+pub fn local_client(state: &Arc<apiserver::State>, agent: &str) -> anyhow::Result<kube::Client> {
     let user_agent = format!(
         "{agent}/v1.32.0 (linux) tatami/{}",
         env!("CARGO_PKG_VERSION")
     );
-    let value = http::HeaderValue::from_str(&user_agent).context("invalid user agent")?;
-    config.headers.push((http::header::USER_AGENT, value));
-    kube::Client::try_from(config).context("cannot make the API client")
+    let user_agent = http::HeaderValue::from_str(&user_agent).context("invalid user agent")?;
+    let admin = apiserver::server::User {
+        name: ADMIN_USER.into(),
+        groups: vec![ADMIN_GROUP.into()],
+    };
+    let service = apiserver::local_service(state.clone(), admin, user_agent);
+    Ok(kube::Client::new(service, "default"))
 }
 
 /// The secret the API server shows the node's streaming server, kept in the data dir (0600).

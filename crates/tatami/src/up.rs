@@ -73,8 +73,8 @@ async fn serve(dir: DataDir, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let images = crate::image::open_store(&dir, &args.registries)?;
     let runtime = crate::node::oci_runtime(&dir, images.clone())?;
-    let client = crate::node::client(&pki, &url, "kubelet").await?;
-    let scheduler = crate::node::client(&pki, &url, "default-scheduler").await?;
+    let client = crate::node::local_client(&state, "kubelet")?;
+    let scheduler = crate::node::local_client(&state, "default-scheduler")?;
     let name = crate::node::node_name(args.node_name.as_deref());
     std::fs::write(dir.node_name(), format!("{name}\n")).context("cannot record the node name")?;
     let streaming = tokio::net::TcpListener::bind(("127.0.0.1", 0))
