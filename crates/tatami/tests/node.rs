@@ -60,6 +60,16 @@ spec:
         "{}",
         c.kubectl(&["logs", "init", "-c", "app"]).stderr
     );
+    // The node agent reaches the API server inside the process; its status writes still
+    // carry kubelet's field manager, taken from its user agent.
+    assert_eq!(
+        jsonpath(
+            &c,
+            "init",
+            "{.metadata.managedFields[?(@.subresource==\"status\")].manager}"
+        ),
+        "kubelet"
+    );
 }
 
 #[test]

@@ -421,11 +421,13 @@ fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
 
 /// Records the ownership of an ordinary create, update or patch (operation `Update`): the
 /// manager takes the fields `new` adds or changes compared with `old`, and fields `new` no
-/// longer has are dropped from every manager. `new`'s own `managedFields` are replaced.
+/// longer has are dropped from every manager. `new`'s own `managedFields` are replaced. A
+/// write through a subresource (`status`) is recorded in an entry of its own, which names it.
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
     manager: &str,
+    subresource: Option<&str>,
     kind: &Resource,
     now: &str,
 ) {
@@ -455,7 +457,7 @@ pub fn record_update(
             e.manager == manager
                 && e.operation == "Update"
                 && e.api_version == api_version
-                && e.subresource.is_none()
+                && e.subresource.as_deref() == subresource
         }) {
             Some(e) => {
                 e.fields.extend(changed);
@@ -466,7 +468,7 @@ pub fn record_update(
                 operation: "Update".into(),
                 api_version,
                 time: Some(now.to_string()),
-                subresource: None,
+                subresource: subresource.map(str::to_string),
                 fields: changed,
             }),
         }

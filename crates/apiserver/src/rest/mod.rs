@@ -107,7 +107,9 @@ impl Call {
     /// Records the field manager's ownership of what this write changed (ordinary writes only).
     pub fn record_manager(&self, old: Option<&Value>, new: &mut Value, now: &str) {
         if !self.is_apply() {
-            api::patch::record_update(old, new, &self.field_manager(), self.target.resource, now);
+            let subresource = self.target.subresource.as_deref();
+            let manager = self.field_manager();
+            api::patch::record_update(old, new, &manager, subresource, self.target.resource, now);
         }
     }
 

@@ -20,7 +20,14 @@ fn pod(image: &str) -> Value {
 fn created() -> Value {
     let mut new = pod("alpine:3");
     new["metadata"]["uid"] = json!("u1");
-    record_update(None, &mut new, "kubectl-client-side-apply", pods(), T1);
+    record_update(
+        None,
+        &mut new,
+        "kubectl-client-side-apply",
+        None,
+        pods(),
+        T1,
+    );
     new
 }
 
@@ -143,7 +150,14 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
     // Unless another manager also owns it.
     let mut labelled = created.clone();
     labelled["metadata"]["labels"]["tier"] = json!("api");
-    record_update(Some(&created), &mut labelled, "kubectl-label", pods(), T2);
+    record_update(
+        Some(&created),
+        &mut labelled,
+        "kubectl-label",
+        None,
+        pods(),
+        T2,
+    );
     let out = apply(
         Some(&labelled),
         &pod("alpine:3"),
@@ -192,7 +206,7 @@ fn updates_move_ownership_and_drop_removed_fields() {
     let mut edited = live.clone();
     edited["spec"]["containers"][0]["image"] = json!("alpine:5");
     edited["metadata"]["labels"] = json!({});
-    record_update(Some(&live), &mut edited, "kubectl-edit", pods(), T2);
+    record_update(Some(&live), &mut edited, "kubectl-edit", None, pods(), T2);
     let entries = edited["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let csa = &entries[0];
@@ -208,4 +222,35 @@ fn updates_move_ownership_and_drop_removed_fields() {
         json!({"f:metadata": {"f:labels": {}}, "f:spec": {"f:containers": {"k:{\"name\":\"date\"}": {"f:image": {}}}}})
     );
     assert_eq!(entries[1]["time"], T2);
+}
+
+#[test]
+fn a_status_write_is_recorded_apart_with_its_subresource() {
+    let live = created();
+    let mut running = live.clone();
+    running["status"] = json!({"phase": "Running"});
+    record_update(
+        Some(&live),
+        &mut running,
+        "kubelet",
+        Some("status"),
+        pods(),
+        T2,
+    );
+    let mut labelled = running.clone();
+    labelled["metadata"]["labels"]["tier"] = json!("web");
+    record_update(Some(&running), &mut labelled, "kubelet", None, pods(), T2);
+    let entries = labelled["metadata"]["managedFields"].as_array().unwrap();
+    let kubelet: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["manager"] == "kubelet")
+        .collect();
+    assert_eq!(kubelet.len(), 2, "{entries:?}");
+    assert_eq!(kubelet[0]["subresource"], "status");
+    assert_eq!(kubelet[0]["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
+    assert_eq!(kubelet[1].get("subresource"), None);
+    assert_eq!(
+        kubelet[1]["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
 }
