@@ -215,11 +215,12 @@ pub fn prepare_for_status_update(r: &Resource, new: &mut Value, old: &Value) {
             Some(s) => o.insert("status".into(), s.clone()),
             None => o.remove("status"),
         };
-        // The apps kinds keep their labels on status writes; the rest take the writer's.
+        // The apps kinds keep their labels on status writes; the rest take the writer's. The
+        // field ownership of the write (an apply's) goes with it.
         let keys: &[&str] = if GENERATION_KINDS.contains(&r.kind) {
-            &["annotations", "resourceVersion"]
+            &["annotations", "resourceVersion", "managedFields"]
         } else {
-            &["labels", "annotations", "resourceVersion"]
+            &["labels", "annotations", "resourceVersion", "managedFields"]
         };
         if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
             for key in keys {

@@ -388,6 +388,52 @@ fn server_side_apply_and_conflicts() {
         "{}",
         err.stderr
     );
+
+    // An apply through `status` is the manager's own entry there; it leaves the spec alone
+    // and creates nothing.
+    let deploy = c.file(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: c\n        image: alpine\n",
+    );
+    c.kubectl(&["apply", "--server-side", "-f", path(&deploy)])
+        .ok();
+    let status = c.file(
+        "status.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nstatus:\n  observedGeneration: 1\n",
+    );
+    c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--subresource=status",
+        "-f",
+        path(&status),
+    ])
+    .ok();
+    let fields = c.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        r#"jsonpath={.spec.template.spec.containers[0].image} {.status.observedGeneration} {range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource} {end}"#,
+    ]);
+    assert_eq!(fields.ok(), "alpine 1 kubectl/Apply/ kubectl/Apply/status ");
+    let missing = c.file(
+        "missing.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: missing\nstatus:\n  observedGeneration: 1\n",
+    );
+    let err = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--subresource=status",
+        "-f",
+        path(&missing),
+    ]);
+    assert!(
+        err.err()
+            .contains(r#"deployments.apps "missing" not found"#),
+        "{}",
+        err.stderr
+    );
 }
 
 #[test]

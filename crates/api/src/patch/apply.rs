@@ -528,7 +528,8 @@ fn merge_applied(live: &mut Value, applied: &Value, schema: Option<SchemaNode>) 
     }
 }
 
-/// Server-side apply of `applied` by `manager` to `live` (`None` creates the object).
+/// Server-side apply of `applied` by `manager` to `live` (`None` creates the object), through
+/// `subresource` (`status`) if one is named: its entry is apart from the main resource's.
 ///
 /// Returns the new object with its `managedFields` updated, or the conflicts with other
 /// managers when `force` is false.
@@ -536,6 +537,7 @@ pub fn apply(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,
+    subresource: Option<&str>,
     force: bool,
     kind: &Resource,
     now: &str,
@@ -557,8 +559,11 @@ pub fn apply(
     // Conflicts: leaves someone else owns whose value would change.
     let mut conflicts = Vec::new();
     let mut taken: BTreeSet<(usize, Path)> = BTreeSet::new();
+    let own = |e: &Entry| {
+        e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == subresource
+    };
     for (i, e) in entries.iter().enumerate() {
-        if e.manager == manager && e.operation == "Apply" {
+        if own(e) {
             continue;
         }
         for (p, leaf) in &set {
@@ -582,9 +587,7 @@ pub fn apply(
     merge_applied(&mut object, &applied, SchemaNode::for_resource(kind));
 
     // Fields this manager applied before and no longer does go, unless someone else owns them.
-    let previous = entries
-        .iter()
-        .position(|e| e.manager == manager && e.operation == "Apply");
+    let previous = entries.iter().position(own);
     if let Some(i) = previous {
         let dropped: Vec<Path> = entries[i]
             .fields
@@ -608,7 +611,7 @@ pub fn apply(
         operation: "Apply".into(),
         api_version: kind.api_version(),
         time: Some(now.to_string()),
-        subresource: None,
+        subresource: subresource.map(str::to_string),
         fields: set,
     });
     let present = field_set(&object, kind);

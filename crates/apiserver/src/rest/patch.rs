@@ -1,6 +1,6 @@
 //! PATCH of an object (or its `status`) in the four patch types: JSON patch (RFC 6902), merge
 //! patch (RFC 7386), strategic merge patch and server-side apply. Apply creates the object when
-//! it does not exist.
+//! it does not exist (not through `status`).
 
 use super::create::{checked_body, create_object};
 use super::update::retry_update;
@@ -40,10 +40,13 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
                 "PATCH, application/apply-patch+yaml requests must have a fieldManager",
             ));
         }
-        if call.objects().try_get(r, call.ns(), &name).await?.is_none() {
+        // Only the object itself is created so; a subresource of a missing one is not found.
+        if call.target.subresource.is_none()
+            && call.objects().try_get(r, call.ns(), &name).await?.is_none()
+        {
             let (obj, warnings) = checked_body(call, patch.clone())?;
             let now = time::now();
-            let applied = api::patch::apply(None, &obj, &call.field_manager(), true, r, &now)
+            let applied = api::patch::apply(None, &obj, &call.field_manager(), None, true, r, &now)
                 .map_err(|e| apply_error(r, &name, e))?;
             let created = create_object(call, applied).await?;
             return Ok(with_warnings(
@@ -100,7 +103,9 @@ fn apply_patch(
         BodyType::ApplyPatch => {
             let force = call.query.flag("force");
             let now = time::now();
-            doc = api::patch::apply(Some(old), patch, &call.field_manager(), force, r, &now)
+            let subresource = call.target.subresource.as_deref();
+            let manager = call.field_manager();
+            doc = api::patch::apply(Some(old), patch, &manager, subresource, force, r, &now)
                 .map_err(|e| apply_error(r, name, e))?;
         }
         _ => return Err(ApiError::unsupported_media_type("")),

@@ -58,7 +58,16 @@ fn create_records_update_ownership_like_kubernetes() {
 #[test]
 fn apply_conflicts_with_an_updater() {
     let live = created();
-    let err = apply(Some(&live), &pod("alpine:4"), "kubectl", false, pods(), T2).unwrap_err();
+    let err = apply(
+        Some(&live),
+        &pod("alpine:4"),
+        "kubectl",
+        None,
+        false,
+        pods(),
+        T2,
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         ApplyError::Conflicts(vec![Conflict {
@@ -78,7 +87,7 @@ fn several_conflicts_are_grouped_by_manager() {
     let mut applied = pod("alpine:4");
     applied["metadata"]["labels"]["app"] = json!("other");
     live["metadata"]["uid"] = json!("u1");
-    let err = apply(Some(&live), &applied, "kubectl", false, pods(), T2).unwrap_err();
+    let err = apply(Some(&live), &applied, "kubectl", None, false, pods(), T2).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using v1:\n- .metadata.labels.app\n- .spec.containers[name=\"date\"].image"
@@ -88,7 +97,16 @@ fn several_conflicts_are_grouped_by_manager() {
 #[test]
 fn forcing_takes_the_fields() {
     let live = created();
-    let out = apply(Some(&live), &pod("alpine:4"), "kubectl", true, pods(), T2).unwrap();
+    let out = apply(
+        Some(&live),
+        &pod("alpine:4"),
+        "kubectl",
+        None,
+        true,
+        pods(),
+        T2,
+    )
+    .unwrap();
     assert_eq!(out["spec"]["containers"][0]["image"], "alpine:4");
     let entries = out["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
@@ -111,7 +129,16 @@ fn forcing_takes_the_fields() {
 #[test]
 fn the_same_value_is_shared_without_conflict() {
     let live = created();
-    let out = apply(Some(&live), &pod("alpine:3"), "kubectl", false, pods(), T2).unwrap();
+    let out = apply(
+        Some(&live),
+        &pod("alpine:3"),
+        "kubectl",
+        None,
+        false,
+        pods(),
+        T2,
+    )
+    .unwrap();
     let entries = out["metadata"]["managedFields"].as_array().unwrap();
     let image = |i: usize| {
         entries[i]["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"date\"}"]
@@ -125,7 +152,7 @@ fn the_same_value_is_shared_without_conflict() {
 fn apply_creates_and_then_prunes_what_it_stops_applying() {
     let mut first = pod("alpine:3");
     first["metadata"]["labels"]["tier"] = json!("web");
-    let created = apply(None, &first, "kubectl", false, pods(), T1).unwrap();
+    let created = apply(None, &first, "kubectl", None, false, pods(), T1).unwrap();
     assert_eq!(
         created["metadata"]["labels"],
         json!({"app": "demo", "tier": "web"})
@@ -140,6 +167,7 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
         Some(&created),
         &pod("alpine:3"),
         "kubectl",
+        None,
         false,
         pods(),
         T2,
@@ -162,6 +190,7 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
         Some(&labelled),
         &pod("alpine:3"),
         "kubectl",
+        None,
         false,
         pods(),
         T2,
@@ -188,7 +217,7 @@ fn apply_merges_keyed_lists_and_keeps_other_fields() {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "date-tail"},
         "spec": {"containers": [{"name": "tail", "image": "busybox"}]}
     });
-    let out = apply(Some(&live), &applied, "other", false, pods(), T2).unwrap();
+    let out = apply(Some(&live), &applied, "other", None, false, pods(), T2).unwrap();
     let names: Vec<&str> = out["spec"]["containers"]
         .as_array()
         .unwrap()
@@ -252,5 +281,35 @@ fn a_status_write_is_recorded_apart_with_its_subresource() {
     assert_eq!(
         kubelet[1]["fieldsV1"],
         json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
+}
+
+#[test]
+fn an_apply_through_status_leaves_the_same_managers_main_apply_alone() {
+    let created = apply(None, &pod("alpine:3"), "ctl", None, false, pods(), T1).unwrap();
+    let status = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "date-tail", "namespace": "default"},
+        "status": {"phase": "Running"}
+    });
+    let out = apply(
+        Some(&created),
+        &status,
+        "ctl",
+        Some("status"),
+        false,
+        pods(),
+        T2,
+    )
+    .unwrap();
+    assert_eq!(out["spec"], created["spec"]);
+    assert_eq!(out["metadata"]["labels"], json!({"app": "demo"}));
+    assert_eq!(out["status"]["phase"], "Running");
+    let entries = out["metadata"]["managedFields"].as_array().unwrap();
+    let subresources: Vec<&Value> = entries.iter().map(|e| &e["subresource"]).collect();
+    assert_eq!(
+        subresources,
+        [&Value::Null, &json!("status")],
+        "{entries:?}"
     );
 }
