@@ -10,5 +10,5 @@ pub mod apply;
 mod gofmt;
 pub mod strategic;
 
-pub use apply::{ApplyError, Conflict, apply, record_update};
+pub use apply::{ApplyError, Conflict, Writer, apply, record_update};
 pub use strategic::{PatchError, strategic_merge};

@@ -401,14 +401,16 @@ fn server_side_apply_and_conflicts() {
         "status.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nstatus:\n  observedGeneration: 1\n",
     );
-    c.kubectl(&[
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "-f",
-        path(&status),
-    ])
-    .ok();
+    let apply_status = |file| {
+        c.kubectl(&[
+            "apply",
+            "--server-side",
+            "--subresource=status",
+            "-f",
+            path(file),
+        ])
+    };
+    apply_status(&status).ok();
     let fields = c.kubectl(&[
         "get",
         "deployment",
@@ -421,13 +423,7 @@ fn server_side_apply_and_conflicts() {
         "missing.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: missing\nstatus:\n  observedGeneration: 1\n",
     );
-    let err = c.kubectl(&[
-        "apply",
-        "--server-side",
-        "--subresource=status",
-        "-f",
-        path(&missing),
-    ]);
+    let err = apply_status(&missing);
     assert!(
         err.err()
             .contains(r#"deployments.apps "missing" not found"#),

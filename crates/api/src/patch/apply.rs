@@ -324,6 +324,33 @@ fn from_fields_v1(fields: &Value, path: &mut Path, out: &mut FieldSet) {
     }
 }
 
+/// Who makes a write: a field manager, and the subresource (`status`) it writes through.
+/// Kubernetes keeps one `managedFields` entry per manager, operation and subresource.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// The field manager.
+    pub manager: &'a str,
+    /// The subresource written through, if any.
+    pub subresource: Option<&'a str>,
+}
+
+impl<'a> Writer<'a> {
+    /// `manager` writing the object itself.
+    pub const fn of(manager: &'a str) -> Self {
+        Writer {
+            manager,
+            subresource: None,
+        }
+    }
+
+    /// Whether `e` is this writer's entry for `operation`.
+    fn owns(&self, e: &Entry, operation: &str) -> bool {
+        e.manager == self.manager
+            && e.operation == operation
+            && e.subresource.as_deref() == self.subresource
+    }
+}
+
 /// One `managedFields` entry.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -426,8 +453,7 @@ fn store_entries(object: &mut Value, mut entries: Vec<Entry>) {
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
-    manager: &str,
-    subresource: Option<&str>,
+    writer: Writer,
     kind: &Resource,
     now: &str,
 ) {
@@ -453,22 +479,20 @@ pub fn record_update(
     }
     let api_version = kind.api_version();
     if !changed.is_empty() {
-        match entries.iter_mut().find(|e| {
-            e.manager == manager
-                && e.operation == "Update"
-                && e.api_version == api_version
-                && e.subresource.as_deref() == subresource
-        }) {
+        match entries
+            .iter_mut()
+            .find(|e| writer.owns(e, "Update") && e.api_version == api_version)
+        {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = Some(now.to_string());
             }
             None => entries.push(Entry {
-                manager: manager.to_string(),
+                manager: writer.manager.to_string(),
                 operation: "Update".into(),
                 api_version,
                 time: Some(now.to_string()),
-                subresource: subresource.map(str::to_string),
+                subresource: writer.subresource.map(str::to_string),
                 fields: changed,
             }),
         }
@@ -528,16 +552,14 @@ fn merge_applied(live: &mut Value, applied: &Value, schema: Option<SchemaNode>) 
     }
 }
 
-/// Server-side apply of `applied` by `manager` to `live` (`None` creates the object), through
-/// `subresource` (`status`) if one is named: its entry is apart from the main resource's.
+/// Server-side apply of `applied` by `writer` to `live` (`None` creates the object).
 ///
 /// Returns the new object with its `managedFields` updated, or the conflicts with other
 /// managers when `force` is false.
 pub fn apply(
     live: Option<&Value>,
     applied: &Value,
-    manager: &str,
-    subresource: Option<&str>,
+    writer: Writer,
     force: bool,
     kind: &Resource,
     now: &str,
@@ -559,9 +581,7 @@ pub fn apply(
     // Conflicts: leaves someone else owns whose value would change.
     let mut conflicts = Vec::new();
     let mut taken: BTreeSet<(usize, Path)> = BTreeSet::new();
-    let own = |e: &Entry| {
-        e.manager == manager && e.operation == "Apply" && e.subresource.as_deref() == subresource
-    };
+    let own = |e: &Entry| writer.owns(e, "Apply");
     for (i, e) in entries.iter().enumerate() {
         if own(e) {
             continue;
@@ -607,11 +627,11 @@ pub fn apply(
         entries.remove(i);
     }
     entries.push(Entry {
-        manager: manager.to_string(),
+        manager: writer.manager.to_string(),
         operation: "Apply".into(),
         api_version: kind.api_version(),
         time: Some(now.to_string()),
-        subresource: subresource.map(str::to_string),
+        subresource: writer.subresource.map(str::to_string),
         fields: set,
     });
     let present = field_set(&object, kind);

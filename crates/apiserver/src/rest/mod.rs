@@ -59,16 +59,24 @@ impl Call {
     }
 
     /// The field manager: the `fieldManager` parameter, or the client's user agent up to its first `/`.
-    pub fn field_manager(&self) -> String {
+    fn field_manager(&self) -> &str {
         if let Some(m) = self.query.non_empty("fieldManager") {
-            return m.to_string();
+            return m;
         }
         let agent = self
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("unknown");
-        agent.split('/').next().unwrap_or("unknown").to_string()
+        agent.split('/').next().unwrap_or("unknown")
+    }
+
+    /// The field manager and the subresource this request writes through.
+    pub fn writer(&self) -> api::patch::Writer<'_> {
+        api::patch::Writer {
+            manager: self.field_manager(),
+            subresource: self.target.subresource.as_deref(),
+        }
     }
 
     /// The options kind this verb takes (`CreateOptions`, ...), as validation errors name it.
@@ -107,9 +115,7 @@ impl Call {
     /// Records the field manager's ownership of what this write changed (ordinary writes only).
     pub fn record_manager(&self, old: Option<&Value>, new: &mut Value, now: &str) {
         if !self.is_apply() {
-            let subresource = self.target.subresource.as_deref();
-            let manager = self.field_manager();
-            api::patch::record_update(old, new, &manager, subresource, self.target.resource, now);
+            api::patch::record_update(old, new, self.writer(), self.target.resource, now);
         }
     }
 

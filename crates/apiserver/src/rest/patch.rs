@@ -46,7 +46,7 @@ pub async fn patch(call: &Call) -> ApiResult<Response> {
         {
             let (obj, warnings) = checked_body(call, patch.clone())?;
             let now = time::now();
-            let applied = api::patch::apply(None, &obj, &call.field_manager(), None, true, r, &now)
+            let applied = api::patch::apply(None, &obj, call.writer(), true, r, &now)
                 .map_err(|e| apply_error(r, &name, e))?;
             let created = create_object(call, applied).await?;
             return Ok(with_warnings(
@@ -103,9 +103,7 @@ fn apply_patch(
         BodyType::ApplyPatch => {
             let force = call.query.flag("force");
             let now = time::now();
-            let subresource = call.target.subresource.as_deref();
-            let manager = call.field_manager();
-            doc = api::patch::apply(Some(old), patch, &manager, subresource, force, r, &now)
+            doc = api::patch::apply(Some(old), patch, call.writer(), force, r, &now)
                 .map_err(|e| apply_error(r, name, e))?;
         }
         _ => return Err(ApiError::unsupported_media_type("")),

@@ -3,6 +3,7 @@ use crate::registry::find;
 
 const T1: &str = "2025-01-01T00:00:00Z";
 const T2: &str = "2025-01-01T00:01:00Z";
+const KUBECTL: Writer = Writer::of("kubectl");
 
 fn pods() -> &'static Resource {
     find("", "v1", "pods").unwrap()
@@ -23,8 +24,7 @@ fn created() -> Value {
     record_update(
         None,
         &mut new,
-        "kubectl-client-side-apply",
-        None,
+        Writer::of("kubectl-client-side-apply"),
         pods(),
         T1,
     );
@@ -58,16 +58,7 @@ fn create_records_update_ownership_like_kubernetes() {
 #[test]
 fn apply_conflicts_with_an_updater() {
     let live = created();
-    let err = apply(
-        Some(&live),
-        &pod("alpine:4"),
-        "kubectl",
-        None,
-        false,
-        pods(),
-        T2,
-    )
-    .unwrap_err();
+    let err = apply(Some(&live), &pod("alpine:4"), KUBECTL, false, pods(), T2).unwrap_err();
     assert_eq!(
         err,
         ApplyError::Conflicts(vec![Conflict {
@@ -87,7 +78,7 @@ fn several_conflicts_are_grouped_by_manager() {
     let mut applied = pod("alpine:4");
     applied["metadata"]["labels"]["app"] = json!("other");
     live["metadata"]["uid"] = json!("u1");
-    let err = apply(Some(&live), &applied, "kubectl", None, false, pods(), T2).unwrap_err();
+    let err = apply(Some(&live), &applied, KUBECTL, false, pods(), T2).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using v1:\n- .metadata.labels.app\n- .spec.containers[name=\"date\"].image"
@@ -97,16 +88,7 @@ fn several_conflicts_are_grouped_by_manager() {
 #[test]
 fn forcing_takes_the_fields() {
     let live = created();
-    let out = apply(
-        Some(&live),
-        &pod("alpine:4"),
-        "kubectl",
-        None,
-        true,
-        pods(),
-        T2,
-    )
-    .unwrap();
+    let out = apply(Some(&live), &pod("alpine:4"), KUBECTL, true, pods(), T2).unwrap();
     assert_eq!(out["spec"]["containers"][0]["image"], "alpine:4");
     let entries = out["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
@@ -129,16 +111,7 @@ fn forcing_takes_the_fields() {
 #[test]
 fn the_same_value_is_shared_without_conflict() {
     let live = created();
-    let out = apply(
-        Some(&live),
-        &pod("alpine:3"),
-        "kubectl",
-        None,
-        false,
-        pods(),
-        T2,
-    )
-    .unwrap();
+    let out = apply(Some(&live), &pod("alpine:3"), KUBECTL, false, pods(), T2).unwrap();
     let entries = out["metadata"]["managedFields"].as_array().unwrap();
     let image = |i: usize| {
         entries[i]["fieldsV1"]["f:spec"]["f:containers"]["k:{\"name\":\"date\"}"]
@@ -152,7 +125,7 @@ fn the_same_value_is_shared_without_conflict() {
 fn apply_creates_and_then_prunes_what_it_stops_applying() {
     let mut first = pod("alpine:3");
     first["metadata"]["labels"]["tier"] = json!("web");
-    let created = apply(None, &first, "kubectl", None, false, pods(), T1).unwrap();
+    let created = apply(None, &first, KUBECTL, false, pods(), T1).unwrap();
     assert_eq!(
         created["metadata"]["labels"],
         json!({"app": "demo", "tier": "web"})
@@ -163,16 +136,7 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
     );
 
     // Dropping the label from the configuration removes it.
-    let out = apply(
-        Some(&created),
-        &pod("alpine:3"),
-        "kubectl",
-        None,
-        false,
-        pods(),
-        T2,
-    )
-    .unwrap();
+    let out = apply(Some(&created), &pod("alpine:3"), KUBECTL, false, pods(), T2).unwrap();
     assert_eq!(out["metadata"]["labels"], json!({"app": "demo"}));
 
     // Unless another manager also owns it.
@@ -181,16 +145,14 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
     record_update(
         Some(&created),
         &mut labelled,
-        "kubectl-label",
-        None,
+        Writer::of("kubectl-label"),
         pods(),
         T2,
     );
     let out = apply(
         Some(&labelled),
         &pod("alpine:3"),
-        "kubectl",
-        None,
+        KUBECTL,
         false,
         pods(),
         T2,
@@ -217,7 +179,15 @@ fn apply_merges_keyed_lists_and_keeps_other_fields() {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "date-tail"},
         "spec": {"containers": [{"name": "tail", "image": "busybox"}]}
     });
-    let out = apply(Some(&live), &applied, "other", None, false, pods(), T2).unwrap();
+    let out = apply(
+        Some(&live),
+        &applied,
+        Writer::of("other"),
+        false,
+        pods(),
+        T2,
+    )
+    .unwrap();
     let names: Vec<&str> = out["spec"]["containers"]
         .as_array()
         .unwrap()
@@ -235,7 +205,13 @@ fn updates_move_ownership_and_drop_removed_fields() {
     let mut edited = live.clone();
     edited["spec"]["containers"][0]["image"] = json!("alpine:5");
     edited["metadata"]["labels"] = json!({});
-    record_update(Some(&live), &mut edited, "kubectl-edit", None, pods(), T2);
+    record_update(
+        Some(&live),
+        &mut edited,
+        Writer::of("kubectl-edit"),
+        pods(),
+        T2,
+    );
     let entries = edited["metadata"]["managedFields"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     let csa = &entries[0];
@@ -261,14 +237,22 @@ fn a_status_write_is_recorded_apart_with_its_subresource() {
     record_update(
         Some(&live),
         &mut running,
-        "kubelet",
-        Some("status"),
+        Writer {
+            manager: "kubelet",
+            subresource: Some("status"),
+        },
         pods(),
         T2,
     );
     let mut labelled = running.clone();
     labelled["metadata"]["labels"]["tier"] = json!("web");
-    record_update(Some(&running), &mut labelled, "kubelet", None, pods(), T2);
+    record_update(
+        Some(&running),
+        &mut labelled,
+        Writer::of("kubelet"),
+        pods(),
+        T2,
+    );
     let entries = labelled["metadata"]["managedFields"].as_array().unwrap();
     let kubelet: Vec<&Value> = entries
         .iter()
@@ -286,7 +270,7 @@ fn a_status_write_is_recorded_apart_with_its_subresource() {
 
 #[test]
 fn an_apply_through_status_leaves_the_same_managers_main_apply_alone() {
-    let created = apply(None, &pod("alpine:3"), "ctl", None, false, pods(), T1).unwrap();
+    let created = apply(None, &pod("alpine:3"), Writer::of("ctl"), false, pods(), T1).unwrap();
     let status = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "date-tail", "namespace": "default"},
@@ -295,8 +279,10 @@ fn an_apply_through_status_leaves_the_same_managers_main_apply_alone() {
     let out = apply(
         Some(&created),
         &status,
-        "ctl",
-        Some("status"),
+        Writer {
+            manager: "ctl",
+            subresource: Some("status"),
+        },
         false,
         pods(),
         T2,
