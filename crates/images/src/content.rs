@@ -31,7 +31,7 @@ pub(crate) struct LayerRecord {
 }
 
 /// What the store remembers about one image, keyed by its id (the config digest).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ImageRecord {
     /// The config digest.
     pub id: String,
@@ -51,7 +51,7 @@ pub(crate) struct ImageRecord {
     pub size: u64,
 }
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Records {
     #[serde(default)]
     pub images: BTreeMap<String, ImageRecord>,

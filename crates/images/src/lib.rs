@@ -215,6 +215,7 @@ impl ImageStore {
         repo_digests: &[String],
     ) -> Result<Image> {
         let mut records = self.records();
+        let before = records.clone();
         for other in records.images.values_mut() {
             other.names.retain(|n| !names.contains(n));
         }
@@ -237,7 +238,10 @@ impl ImageStore {
         }
         let image = to_image(&record, repo_digests.first().map(String::as_str));
         records.images.insert(record.id.clone(), record);
-        self.inner.content.save_records(&records)?;
+        // An `Always` pull of an image already here changes nothing: no rewrite, no fsync.
+        if *records != before {
+            self.inner.content.save_records(&records)?;
+        }
         Ok(image)
     }
 }

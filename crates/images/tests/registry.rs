@@ -285,9 +285,17 @@ async fn pulls_through_a_docker_io_mirror_and_reuses_blobs() {
     assert_eq!(config.cmd, ["sh"]);
     assert!(config.env.iter().any(|e| e.starts_with("PATH=")));
 
-    // Pulled again: the manifest is asked for, no blob is.
+    // Pulled again: the manifest is asked for, no blob is, and the records are not rewritten
+    // (a rewrite is a new file put in place, so a new inode).
     let blob_gets = registry.blob_gets();
     assert!(blob_gets >= 2, "config and layer were fetched: {blob_gets}");
+    let records_inode = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(work.path().join("store/images.json"))
+            .unwrap()
+            .ino()
+    };
+    let inode = records_inode();
     seen.lock().unwrap().clear();
     let again = store
         .pull_with_progress("docker.io/library/alpine:latest", None, &record)
@@ -298,6 +306,11 @@ async fn pulls_through_a_docker_io_mirror_and_reuses_blobs() {
         registry.blob_gets(),
         blob_gets,
         "a second pull fetched blobs"
+    );
+    assert_eq!(
+        records_inode(),
+        inode,
+        "an unchanged pull rewrote images.json"
     );
     assert!(
         seen.lock()
