@@ -381,30 +381,59 @@ async fn openapi_index() -> Response {
     json_response(StatusCode::OK, &api::openapi::index(), "application/json")
 }
 
-async fn openapi_document(Path(gv): Path<String>, headers: HeaderMap) -> Response {
+/// One group-version's OpenAPI v3 document, as kube-openapi's handler3 serves it: asked for by
+/// its current hash (the URL `/openapi/v3` lists), it is immutable and expires a year later, so
+/// kubectl's HTTP cache keeps it without asking again; an old hash is redirected to the current.
+async fn openapi_document(Path(gv): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(doc) = api::openapi::document(&gv) else {
         return ApiError::no_route().into_response();
     };
+    let query = request::Query::parse(uri.query());
+    let hash = query.get("hash");
+    if let Some(hash) = hash
+        && hash != doc.hash
+    {
+        let location = format!("/openapi/v3/{gv}?hash={}", doc.hash);
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
     let etag = format!("\"{}\"", doc.hash);
-    if headers
+    let mut resp = if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         == Some(etag.as_str())
     {
-        return StatusCode::NOT_MODIFIED.into_response();
-    }
-    let mut resp = (StatusCode::OK, doc.bytes.clone()).into_response();
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut resp = (StatusCode::OK, doc.bytes.clone()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    };
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, immutable"),
-    );
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if hash.is_some() {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable"),
+        );
+        let in_a_year = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(365 * 24))
+            .unwrap_or(jiff::Timestamp::MAX);
+        if let Ok(expires) =
+            jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&in_a_year)
+            && let Ok(v) = HeaderValue::from_str(&expires)
+        {
+            h.insert(header::EXPIRES, v);
+        }
     }
     resp
 }

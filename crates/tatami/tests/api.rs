@@ -1409,6 +1409,83 @@ async fn dry_runs_change_nothing() {
     assert_eq!(live.ok(), format!("{before} b"));
 }
 
+/// kube-openapi's handler3: a document asked for by the hash `/openapi/v3` lists is immutable
+/// and expires a year later, so kubectl's HTTP cache keeps it and asks no more; an old hash is
+/// redirected to the current one, and a matching ETag is answered 304.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_documents_are_cached_by_hash() {
+    let c = Cluster::start();
+    let client = c.client().await;
+    let index = send(&client, "GET", "/openapi/v3", None).await;
+    let url = index.body["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("api/v1 in the index")
+        .to_string();
+    let doc = send(&client, "GET", &url, None).await;
+    assert_eq!(doc.code, 200);
+    let header = |r: &Reply, name: &str| {
+        r.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header(&doc, "cache-control").as_deref(),
+        Some("public, immutable")
+    );
+    let expires = header(&doc, "expires").expect("an Expires header");
+    let expires = jiff::fmt::rfc2822::parse(&expires)
+        .expect("an HTTP date")
+        .timestamp();
+    let ahead = expires.duration_since(jiff::Timestamp::now());
+    assert!(
+        ahead > jiff::SignedDuration::from_hours(364 * 24),
+        "expires in {ahead:?}"
+    );
+    let etag = header(&doc, "etag").expect("an ETag");
+    let hash = url.split("hash=").nth(1).expect("a hash");
+    assert_eq!(etag, format!("\"{hash}\""));
+
+    let plain = send(&client, "GET", "/openapi/v3/api/v1", None).await;
+    assert_eq!(
+        (plain.code, header(&plain, "cache-control")),
+        (200, None),
+        "without a hash the document may change"
+    );
+    let old = send(&client, "GET", "/openapi/v3/api/v1?hash=0123", None).await;
+    assert_eq!(
+        (old.code, header(&old, "location").as_deref()),
+        (301, Some(url.as_str()))
+    );
+    let req = http::Request::builder()
+        .uri(&url)
+        .header("if-none-match", &etag)
+        .body(kube::client::Body::empty())
+        .expect("request");
+    let unchanged = client.send(req).await.expect("send");
+    assert_eq!(unchanged.status().as_u16(), 304);
+
+    // kubectl's second apply finds the document in its cache and does not ask again: its
+    // response still carries the first one's Date (kubectl -v=8 prints each response's headers).
+    let apply = |name: &str| {
+        let manifest = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+        let path = c.file(&format!("{name}.yaml"), &manifest);
+        let out = c.kubectl(&["apply", "-f", path.to_str().unwrap(), "-v=8"]);
+        out.ok();
+        let (_, reply) = out
+            .stderr
+            .split_once("/openapi/v3/api/v1?hash=")
+            .unwrap_or_else(|| panic!("no request for the document: {}", out.stderr));
+        reply
+            .lines()
+            .find_map(|l| l.split_once("Date: ").map(|(_, d)| d.to_string()))
+            .unwrap_or_else(|| panic!("no Date in the reply: {reply}"))
+    };
+    let first = apply("one");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(apply("two"), first, "the document was asked for again");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_fields_warn_by_default_and_ignore_stays_quiet() {
     let c = Cluster::start();
