@@ -22,6 +22,12 @@ use tokio::io::AsyncWriteExt;
 /// How many layer blobs one pull fetches at once.
 const MAX_CONCURRENT_DOWNLOADS: usize = 3;
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A registry that stops sending is given up on, like containerd's
+/// image_pull_progress_timeout, instead of holding the Pod in ContainerCreating.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const USER_AGENT: &str = concat!("tatami/", env!("CARGO_PKG_VERSION"));
+
 /// A place to fetch a registry's content from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Endpoint {
@@ -46,7 +52,15 @@ pub(crate) struct Registries {
 /// kept one reuses its connections. Pulls with credentials get a client of their own, so no
 /// token one of them obtained serves another.
 #[derive(Default)]
-struct AnonymousClients(std::sync::Mutex<std::collections::HashMap<Endpoint, oci_client::Client>>);
+struct AnonymousClients(std::sync::Mutex<std::collections::HashMap<Endpoint, Anonymous>>);
+
+/// The kept clients of one endpoint: oci-client's, and a plain HTTP one that asks for a tag's
+/// manifest without oci-client's probe of `/v2/` (see [`Endpoint::manifest_directly`]).
+#[derive(Clone)]
+pub(crate) struct Anonymous {
+    pub oci: oci_client::Client,
+    pub plain: reqwest::Client,
+}
 
 impl std::fmt::Debug for AnonymousClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,15 +113,20 @@ impl Registries {
         })
     }
 
-    /// The client to reach `endpoint` with, for a pull with or without credentials.
-    pub(crate) fn client(&self, endpoint: &Endpoint, anonymous: bool) -> oci_client::Client {
-        if !anonymous {
-            return endpoint.client();
-        }
+    /// The client to reach `endpoint` with, for a pull with credentials.
+    pub(crate) fn client(&self, endpoint: &Endpoint) -> oci_client::Client {
+        endpoint.client()
+    }
+
+    /// The kept clients to reach `endpoint` with, for an anonymous pull.
+    pub(crate) fn anonymous(&self, endpoint: &Endpoint) -> Anonymous {
         let mut clients = self.anonymous.0.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(endpoint.clone())
-            .or_insert_with(|| endpoint.client())
+            .or_insert_with(|| Anonymous {
+                oci: endpoint.client(),
+                plain: endpoint.plain_client(),
+            })
             .clone()
     }
 
@@ -142,12 +161,61 @@ impl Endpoint {
             accept_invalid_certificates: self.skip_verify,
             // We pick the platform ourselves so that the index itself is kept and verified.
             platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            // A registry that stops sending is given up on, like containerd's
-            // image_pull_progress_timeout, instead of holding the Pod in ContainerCreating.
-            read_timeout: Some(std::time::Duration::from_secs(120)),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
             ..Default::default()
         })
+    }
+
+    fn plain_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.skip_verify)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .build()
+            // Only a TLS backend that cannot start fails here; oci-client's own would fail too.
+            .unwrap_or_default()
+    }
+
+    /// Asks for a manifest as containerd's resolver does, at once, where oci-client first asks
+    /// `/v2/` on every request of an anonymous pull (it keeps no token where none is needed):
+    /// a second round trip for each check of an `Always` image. Only a plain answer is taken;
+    /// anything else (a 401 challenge, a 404, any other refusal) is `None`, for oci-client to
+    /// ask again and handle as it always does. A request that cannot be made is an error.
+    async fn manifest_directly(
+        &self,
+        plain: &reqwest::Client,
+        reference: &oci_client::Reference,
+    ) -> Option<std::result::Result<(bytes::Bytes, String), OciDistributionError>> {
+        let scheme = if self.http { "http" } else { "https" };
+        let name = reference.digest().or(reference.tag()).unwrap_or("latest");
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{name}",
+            self.host,
+            reference.repository()
+        );
+        let sent = plain
+            .get(&url)
+            .header(reqwest::header::ACCEPT, ACCEPTED.join(", "))
+            .send()
+            .await;
+        let res = match sent {
+            Ok(res) if res.status() == reqwest::StatusCode::OK => res,
+            Ok(_) => return None,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let digest = res
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Some(res.bytes().await.map_err(Into::into).map(|body| {
+            let digest =
+                digest.unwrap_or_else(|| format!("sha256:{}", hex(&Sha256::digest(&body))));
+            (body, digest)
+        }))
     }
 
     fn reference(&self, r: &Reference) -> oci_client::Reference {
@@ -264,12 +332,19 @@ impl ImageStore {
         let mut first_err = None;
         let mut found = None;
         for endpoint in self.inner.registries.endpoints(&r.domain, default_endpoint) {
-            let client = self
-                .inner
-                .registries
-                .client(&endpoint, matches!(auth, OciAuth::Anonymous));
             let reference = endpoint.reference(&r);
-            match client.pull_manifest_raw(&reference, &auth, ACCEPTED).await {
+            let (client, direct) = if matches!(auth, OciAuth::Anonymous) {
+                let Anonymous { oci, plain } = self.inner.registries.anonymous(&endpoint);
+                let direct = endpoint.manifest_directly(&plain, &reference).await;
+                (oci, direct)
+            } else {
+                (self.inner.registries.client(&endpoint), None)
+            };
+            let got = match direct {
+                Some(got) => got,
+                None => client.pull_manifest_raw(&reference, &auth, ACCEPTED).await,
+            };
+            match got {
                 Ok((bytes, digest)) => {
                     found = Some((Resolved { client, reference }, bytes, digest));
                     break;

@@ -170,9 +170,16 @@ impl Registry {
 
     /// How many blob GETs the registry has served (its access log).
     fn blob_gets(&self) -> usize {
+        self.requests(|r| r.starts_with("GET /v2/") && r.contains("/blobs/sha256:"))
+    }
+
+    /// How many requests the registry has served whose request line (`GET /v2/ HTTP/1.1`)
+    /// matches.
+    fn requests(&self, matches: impl Fn(&str) -> bool) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|r| matches(r))
             .count()
     }
 }
@@ -296,6 +303,9 @@ async fn pulls_through_a_docker_io_mirror_and_reuses_blobs() {
             .ino()
     };
     let inode = records_inode();
+    let probes = || registry.requests(|r| r.starts_with("GET /v2/ "));
+    let manifest_gets = || registry.requests(|r| r.contains("/manifests/"));
+    let (probes_before, manifests_before) = (probes(), manifest_gets());
     seen.lock().unwrap().clear();
     let again = store
         .pull_with_progress("docker.io/library/alpine:latest", None, &record)
@@ -311,6 +321,11 @@ async fn pulls_through_a_docker_io_mirror_and_reuses_blobs() {
         records_inode(),
         inode,
         "an unchanged pull rewrote images.json"
+    );
+    // One request, as containerd makes it: the manifest, without asking `/v2/` first.
+    assert_eq!(
+        (probes(), manifest_gets()),
+        (probes_before, manifests_before + 1)
     );
     assert!(
         seen.lock()
