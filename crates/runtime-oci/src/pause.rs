@@ -62,7 +62,11 @@ impl Holder {
         // picks it last, since the Pod would be started over without it. Best effort: a
         // node without CAP_SYS_RESOURCE cannot lower the score.
         if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), OOM_SCORE_ADJ) {
-            tracing::warn!(pid, error = %e, "cannot set the namespace holder's oom_score_adj");
+            // Said once: where the node cannot lower scores, every Pod would say it again.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(pid, error = %e, "cannot set the namespace holder's oom_score_adj");
+            });
         }
         Ok(holder)
     }
