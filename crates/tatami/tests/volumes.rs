@@ -274,6 +274,15 @@ spec:
     );
     let get = c.kubectl(&["get", "pod", "waits", "--no-headers"]);
     assert!(get.stdout.contains("ContainerCreating"), "{}", get.stdout);
+    // As kubelet, which makes no sandbox before the volumes are set up: none is ready.
+    let ready_to_start = c.kubectl(&[
+        "get",
+        "pod",
+        "waits",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="PodReadyToStartContainers")].status}"#,
+    ]);
+    assert_eq!(ready_to_start.ok(), "False");
 
     // A cloud disk: accepted by the API as by Kubernetes 1.32, refused plainly by the node.
     c.apply(
