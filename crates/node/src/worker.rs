@@ -102,14 +102,6 @@ pub struct PodWorker {
     evicted: Option<String>,
     /// When this worker first saw the Pod (kubelet's `kubernetes.io/config.seen`).
     seen: String,
-    /// No pass has run yet.
-    fresh: bool,
-}
-
-/// A sandbox being made while a new Pod's volumes are set up, and the node's state before it.
-struct EarlySandbox {
-    task: tokio::task::JoinHandle<runtime::Result<String>>,
-    before: ActualPod,
 }
 
 /// Starts a worker for `pod` and returns its handle.
@@ -135,7 +127,6 @@ pub fn spawn(shared: Arc<Shared>, pod: Desired, shutdown: CancellationToken) -> 
         tokens: HashMap::new(),
         evicted: None,
         seen: jiff::Timestamp::now().to_string(),
-        fresh: true,
     };
     let task = tokio::spawn(worker.run());
     WorkerHandle { tx, wake, task }
@@ -423,7 +414,6 @@ impl PodWorker {
         tracing::debug!(uid = %self.uid, "sync");
         let mut next = self.shared.resync;
         let recorder = self.shared.recorder.clone();
-        let mut early = self.early_sandbox(pod).await;
         let (held, retry) = self.mount_volumes(pod).await;
         if let Some(retry) = retry {
             next = next.min(retry);
@@ -431,20 +421,12 @@ impl PodWorker {
         // No container starts before every volume is set up; one that was set up before and
         // failed to update keeps serving the running containers.
         if held {
-            if let Some(early) = early {
-                self.undo_sandbox(early).await;
-            }
             if let Some(actual) = self.actual().await {
                 self.write_status(pod, &actual).await;
             }
             return next;
         }
-        // While an early sandbox is being made, the node's state is the one from before it.
-        let actual = match &early {
-            Some(e) => Some(e.before.clone()),
-            None => self.actual().await,
-        };
-        let Some(mut actual) = actual else {
+        let Some(mut actual) = self.actual().await else {
             return Duration::from_secs(1);
         };
         if self.evicted.is_none()
@@ -455,9 +437,6 @@ impl PodWorker {
             // its volumes after them.
             recorder.record(pod, None, EventType::Warning, "Evicted", message.clone());
             self.evicted = Some(message);
-            if let Some(early) = early {
-                self.undo_sandbox(early).await;
-            }
             self.kill_all(pod, &actual, Duration::ZERO, true).await;
             if let Some(a) = self.actual().await {
                 actual = a;
@@ -501,19 +480,8 @@ impl PodWorker {
                 .first()
                 .filter(|s| s.restart_after.is_none() && s.created.is_none())
                 .and_then(|s| Some((s.name.clone(), s.init, container_of(pod, s)?)));
-            let early_task = early.take().map(|e| e.task);
             let (made, image) = tokio::join!(
-                async move {
-                    match early_task {
-                        Some(task) => task.await.unwrap_or_else(|e| {
-                            Err(runtime::Error::Internal {
-                                context: "make the sandbox".into(),
-                                source: Box::new(e),
-                            })
-                        }),
-                        None => shared.runtime.run_sandbox(&config).await,
-                    }
-                },
+                async move { shared.runtime.run_sandbox(&config).await },
                 async {
                     match first {
                         Some((name, init, c)) => {
@@ -540,10 +508,6 @@ impl PodWorker {
                 Some(a) => actual = a,
                 None => return Duration::from_secs(1),
             }
-        }
-        if let Some(early) = early {
-            // The plan wanted no new sandbox after all.
-            self.undo_sandbox(early).await;
         }
         if let Some(sandbox) = actual.ready_sandbox().cloned() {
             let ip = sandbox.ip.map(|ip| ip.to_string());
@@ -584,37 +548,6 @@ impl PodWorker {
             }
         }
         next
-    }
-
-    /// On the first pass over a Pod with nothing on the node yet, starts making its sandbox, so
-    /// that it is made while the volumes are set up. kubelet makes it after them; should one
-    /// fail, [`Self::undo_sandbox`] removes it again, and the Pod shows what kubelet shows.
-    async fn early_sandbox(&mut self, pod: &Pod) -> Option<EarlySandbox> {
-        if !std::mem::take(&mut self.fresh) || pod_terminal(pod) {
-            return None;
-        }
-        let before = self.actual().await?;
-        if !before.sandboxes.is_empty() || !before.containers.is_empty() {
-            return None;
-        }
-        let config = self.sandbox_config(pod, None);
-        let shared = self.shared.clone();
-        let task = tokio::spawn(async move { shared.runtime.run_sandbox(&config).await });
-        Some(EarlySandbox { task, before })
-    }
-
-    /// Removes a sandbox made early that is not to be used.
-    async fn undo_sandbox(&self, early: EarlySandbox) {
-        let Ok(Ok(id)) = early.task.await else {
-            return;
-        };
-        let runtime = &self.shared.runtime;
-        if let Err(e) = runtime.stop_sandbox(&id).await {
-            tracing::warn!(uid = %self.uid, sandbox = %id, "cannot stop a sandbox made early: {e}");
-        }
-        if let Err(e) = runtime.remove_sandbox(&id).await {
-            tracing::warn!(uid = %self.uid, sandbox = %id, "cannot remove a sandbox made early: {e}");
-        }
     }
 
     /// Sets up the Pod's volumes that are due (each failed one waits out its back-off) and
