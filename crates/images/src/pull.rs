@@ -57,9 +57,9 @@ struct AnonymousClients(std::sync::Mutex<std::collections::HashMap<Endpoint, Ano
 /// The kept clients of one endpoint: oci-client's, and a plain HTTP one that asks for a tag's
 /// manifest without oci-client's probe of `/v2/` (see [`Endpoint::manifest_directly`]).
 #[derive(Clone)]
-pub(crate) struct Anonymous {
-    pub oci: oci_client::Client,
-    pub plain: reqwest::Client,
+struct Anonymous {
+    oci: oci_client::Client,
+    plain: reqwest::Client,
 }
 
 impl std::fmt::Debug for AnonymousClients {
@@ -113,13 +113,9 @@ impl Registries {
         })
     }
 
-    /// The client to reach `endpoint` with, for a pull with credentials.
-    pub(crate) fn client(&self, endpoint: &Endpoint) -> oci_client::Client {
-        endpoint.client()
-    }
-
-    /// The kept clients to reach `endpoint` with, for an anonymous pull.
-    pub(crate) fn anonymous(&self, endpoint: &Endpoint) -> Anonymous {
+    /// The kept clients to reach `endpoint` with, for an anonymous pull (one with credentials
+    /// makes its own, `Endpoint::client`).
+    fn anonymous(&self, endpoint: &Endpoint) -> Anonymous {
         let mut clients = self.anonymous.0.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(endpoint.clone())
@@ -338,7 +334,7 @@ impl ImageStore {
                 let direct = endpoint.manifest_directly(&plain, &reference).await;
                 (oci, direct)
             } else {
-                (self.inner.registries.client(&endpoint), None)
+                (endpoint.client(), None)
             };
             let got = match direct {
                 Some(got) => got,
