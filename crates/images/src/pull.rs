@@ -177,9 +177,10 @@ impl Endpoint {
 
     /// Asks for a manifest as containerd's resolver does, at once, where oci-client first asks
     /// `/v2/` on every request of an anonymous pull (it keeps no token where none is needed):
-    /// a second round trip for each check of an `Always` image. Only a plain answer is taken;
-    /// anything else (a 401 challenge, a 404, any other refusal) is `None`, for oci-client to
-    /// ask again and handle as it always does. A request that cannot be made is an error.
+    /// a second round trip for each check of an `Always` image. Only a plain answer (200, with
+    /// a manifest's media type) is taken; anything else (a 401 challenge, a 404, any other
+    /// refusal) is `None`, for oci-client to ask again and handle as it always does. A request
+    /// that cannot be made is an error.
     async fn manifest_directly(
         &self,
         plain: &reqwest::Client,
@@ -187,9 +188,10 @@ impl Endpoint {
     ) -> Option<std::result::Result<(bytes::Bytes, String), OciDistributionError>> {
         let scheme = if self.http { "http" } else { "https" };
         let name = reference.digest().or(reference.tag()).unwrap_or("latest");
+        // The host oci-client would ask (`docker.io` is `index.docker.io`).
         let url = format!(
             "{scheme}://{}/v2/{}/manifests/{name}",
-            self.host,
+            reference.resolve_registry(),
             reference.repository()
         );
         let sent = plain
@@ -202,6 +204,16 @@ impl Endpoint {
             Ok(_) => return None,
             Err(e) => return Some(Err(e.into())),
         };
+        // A manifest, not some page a redirect led to.
+        let media_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !media_type.is_some_and(|t| ACCEPTED.contains(&t)) {
+            return None;
+        }
         let digest = res
             .headers()
             .get("docker-content-digest")
