@@ -31,6 +31,14 @@ fn created() -> Value {
     new
 }
 
+/// `live` after `manager` set its `tier` label to `value` by an update.
+fn with_tier(live: &Value, value: &str, manager: &'static str) -> Value {
+    let mut labelled = live.clone();
+    labelled["metadata"]["labels"]["tier"] = json!(value);
+    record_update(Some(live), &mut labelled, Writer::of(manager), pods(), T2);
+    labelled
+}
+
 #[test]
 fn create_records_update_ownership_like_kubernetes() {
     let new = created();
@@ -140,15 +148,7 @@ fn apply_creates_and_then_prunes_what_it_stops_applying() {
     assert_eq!(out["metadata"]["labels"], json!({"app": "demo"}));
 
     // Unless another manager also owns it.
-    let mut labelled = created.clone();
-    labelled["metadata"]["labels"]["tier"] = json!("api");
-    record_update(
-        Some(&created),
-        &mut labelled,
-        Writer::of("kubectl-label"),
-        pods(),
-        T2,
-    );
+    let labelled = with_tier(&created, "api", "kubectl-label");
     let out = apply(
         Some(&labelled),
         &pod("alpine:3"),
@@ -244,15 +244,7 @@ fn a_status_write_is_recorded_apart_with_its_subresource() {
         pods(),
         T2,
     );
-    let mut labelled = running.clone();
-    labelled["metadata"]["labels"]["tier"] = json!("web");
-    record_update(
-        Some(&running),
-        &mut labelled,
-        Writer::of("kubelet"),
-        pods(),
-        T2,
-    );
+    let labelled = with_tier(&running, "web", "kubelet");
     let entries = labelled["metadata"]["managedFields"].as_array().unwrap();
     let kubelet: Vec<&Value> = entries
         .iter()
